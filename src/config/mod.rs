@@ -1,0 +1,644 @@
+//! Configuration, in two stages:
+//!
+//! 1. [`raw`]: TOML → serde structs with `deny_unknown_fields`, spans kept on every value that is
+//!    checked later. A syntax or type error stops here (serde cannot continue past it) and is
+//!    reported with its key path and position.
+//! 2. this module: raw → [`Config`], the validated runtime form. Every problem is collected, not
+//!    just the first, so `origin-gate check` lists them all like `nginx -t`. Each problem renders as
+//!    `file:line:column key: what was found, what is expected`.
+//!
+//! Nothing here touches the file system except reading the config file itself; files the config
+//! names (certificates, range files) are loaded by the modules that use them, which report their
+//! problems in the same [`Problem`] shape.
+
+pub mod raw;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::{HeaderValue, Uri};
+use ipnet::IpNet;
+use toml::Spanned;
+
+use raw::{RawConfig, Text, TextList};
+
+/// Where a configuration came from; used in every problem message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    File(PathBuf),
+    Embedded,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::File(p) => write!(f, "{}", p.display()),
+            Source::Embedded => f.write_str("<embedded default>"),
+        }
+    }
+}
+
+/// One thing wrong with a configuration or a file it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The file the problem is in (the config file, or a certificate/range file it names).
+    pub file: String,
+    /// 1-based line and column, when known.
+    pub position: Option<(usize, usize)>,
+    /// Dotted key path, e.g. `backend.url`.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some((line, col)) => write!(f, "{}:{line}:{col} ", self.file)?,
+            None => write!(f, "{}: ", self.file)?,
+        }
+        if self.key.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+/// Every problem found, in file order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where requests go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendTarget {
+    /// A real origin web server, `http://host:port` or `https://host:port`.
+    Url(Uri),
+    /// The embedded echo origin of the default config: answers with what WordPress would see.
+    Echo,
+}
+
+#[derive(Debug, Clone)]
+pub struct BackendConfig {
+    pub target: BackendTarget,
+    /// When set, https visitors are sent here (a TLS port on which the origin sets `HTTPS=on`).
+    pub https_url: Option<Uri>,
+    pub tls_verify: bool,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListenConfig {
+    pub http: Vec<SocketAddr>,
+    pub https: Vec<SocketAddr>,
+    /// True when the addresses are the built-in defaults (IPv6 may then be skipped if absent).
+    pub defaulted: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct TrustConfig {
+    pub cloudflare: bool,
+    pub extra: Vec<IpNet>,
+    pub ranges_file: Option<PathBuf>,
+    pub only_trusted_peers: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpsConfig {
+    pub redirect: bool,
+    pub hsts: Option<HeaderValue>,
+    pub rewrite_location: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertSpec {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub certs: Vec<CertSpec>,
+    pub handshake_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_header_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub max_connections: usize,
+}
+
+/// The validated runtime configuration. Only this form is seen outside `config`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub source: Source,
+    pub server_names: Vec<String>,
+    pub listen: ListenConfig,
+    pub backend: BackendConfig,
+    pub trust: TrustConfig,
+    pub https: HttpsConfig,
+    pub tls: TlsConfig,
+    pub log_level: String,
+    pub limits: Limits,
+    pub shutdown_grace: Duration,
+}
+
+/// The configuration used when origin-gate starts without `--config`: unprivileged loopback
+/// ports and the echo origin, so a newcomer sees what WordPress would see with one `curl`.
+pub const EMBEDDED_DEFAULT: &str = r#"
+[listen]
+http = ["127.0.0.1:8080"]
+https = ["127.0.0.1:8443"]
+
+[trust]
+# 127.0.0.2 stands in for Cloudflare so both sides can be tried with curl:
+#   curl http://127.0.0.1:8080/                          an untrusted peer: its forwarding headers are dropped
+#   curl --interface 127.0.0.2 http://127.0.0.1:8080/    a trusted peer: CF-Connecting-IP / CF-Visitor believed
+extra = ["127.0.0.2/32"]
+"#;
+
+const DEFAULT_HTTP: &[&str] = &["0.0.0.0:80", "[::]:80"];
+const DEFAULT_HTTPS: &[&str] = &["0.0.0.0:443", "[::]:443"];
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let source = Source::File(path.to_path_buf());
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            problems: vec![Problem {
+                file: source.to_string(),
+                position: None,
+                key: String::new(),
+                message: format!("cannot read the config file: {e}"),
+            }],
+        })?;
+        Config::parse(&text, source)
+    }
+
+    /// The embedded default (see [`EMBEDDED_DEFAULT`]).
+    pub fn embedded_default() -> Result<Config, ConfigError> {
+        Config::parse(EMBEDDED_DEFAULT, Source::Embedded)
+    }
+
+    /// Parses and validates config text. `source` names it in messages and anchors relative paths.
+    pub fn parse(text: &str, source: Source) -> Result<Config, ConfigError> {
+        let mut v = Validator {
+            text,
+            file: source.to_string(),
+            base_dir: match &source {
+                Source::File(p) => p.parent().map(Path::to_path_buf).unwrap_or_default(),
+                Source::Embedded => PathBuf::new(),
+            },
+            problems: Vec::new(),
+        };
+        let raw: RawConfig = match serde_path_to_error::deserialize(toml::Deserializer::new(text)) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                v.problems.push(Problem {
+                    file: v.file.clone(),
+                    position: inner.span().map(|s| line_col(text, s.start)),
+                    key: if path == "." { String::new() } else { path },
+                    message: hint_for_serde_message(inner.message()),
+                });
+                return Err(ConfigError {
+                    problems: v.problems,
+                });
+            }
+        };
+        let config = v.validate(raw, source);
+        if v.problems.is_empty() {
+            if let Some(config) = config {
+                return Ok(config);
+            }
+        }
+        Err(ConfigError {
+            problems: v.problems,
+        })
+    }
+}
+
+/// Adds a fix to serde messages that have a well-known cause.
+fn hint_for_serde_message(message: &str) -> String {
+    if message.starts_with("unknown field `server_names`") {
+        return format!(
+            "{message}; server_names is a top-level key: move it above the first [section]"
+        );
+    }
+    message.to_string()
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or("");
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let col = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
+    (line, col)
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    file: String,
+    base_dir: PathBuf,
+    problems: Vec<Problem>,
+}
+
+impl Validator<'_> {
+    fn problem<T>(&mut self, at: &Spanned<T>, key: &str, message: String) {
+        self.problems.push(Problem {
+            file: self.file.clone(),
+            position: Some(line_col(self.text, at.span().start)),
+            key: key.to_string(),
+            message,
+        });
+    }
+
+    fn problem_no_span(&mut self, key: &str, message: String) {
+        self.problems.push(Problem {
+            file: self.file.clone(),
+            position: None,
+            key: key.to_string(),
+            message,
+        });
+    }
+
+    fn duration(&mut self, raw: Option<&Text>, key: &str, default: Duration) -> Duration {
+        let Some(raw) = raw else { return default };
+        match humantime::parse_duration(raw.get_ref()) {
+            Ok(d) if d.is_zero() => {
+                self.problem(
+                    raw,
+                    key,
+                    format!("{:?} must be longer than zero", raw.get_ref()),
+                );
+                default
+            }
+            Ok(d) => d,
+            Err(_) => {
+                self.problem(
+                    raw,
+                    key,
+                    format!(
+                        "{:?} is not a duration; write it like \"30s\", \"500ms\" or \"2m\"",
+                        raw.get_ref()
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    fn integer(
+        &mut self,
+        raw: Option<&Spanned<i64>>,
+        key: &str,
+        range: (i64, i64),
+        default: usize,
+    ) -> usize {
+        let Some(raw) = raw else { return default };
+        let n = *raw.get_ref();
+        if n < range.0 || n > range.1 {
+            self.problem(
+                raw,
+                key,
+                format!(
+                    "{n} is out of range; expected a number from {} to {}",
+                    range.0, range.1
+                ),
+            );
+            return default;
+        }
+        usize::try_from(n).unwrap_or(default)
+    }
+
+    fn path(&self, raw: &Text) -> PathBuf {
+        let p = Path::new(raw.get_ref());
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    fn socket_addrs(
+        &mut self,
+        raw: Option<&TextList>,
+        key: &str,
+        default: &[&str],
+    ) -> Vec<SocketAddr> {
+        let Some(list) = raw else {
+            return default.iter().filter_map(|s| s.parse().ok()).collect();
+        };
+        let mut out = Vec::new();
+        for item in list.get_ref() {
+            match item.get_ref().parse::<SocketAddr>() {
+                Ok(a) if out.contains(&a) => {
+                    self.problem(item, key, format!("{:?} is listed twice", item.get_ref()));
+                }
+                Ok(a) => out.push(a),
+                Err(_) => self.problem(
+                    item,
+                    key,
+                    format!(
+                        "{:?} is not an address:port; write it like \"0.0.0.0:80\" or \"[::]:443\"",
+                        item.get_ref()
+                    ),
+                ),
+            }
+        }
+        out
+    }
+
+    fn backend_url(&mut self, raw: &Text, key: &str, https_only: bool) -> Option<Uri> {
+        let s = raw.get_ref();
+        let uri = s.parse::<Uri>().ok();
+        let scheme_ok = uri.as_ref().and_then(|u| u.scheme_str()).is_some_and(|sc| {
+            if https_only {
+                sc == "https"
+            } else {
+                sc == "http" || sc == "https"
+            }
+        });
+        let uri = match uri {
+            Some(u) if scheme_ok && u.authority().is_some() => u,
+            _ => {
+                let expected = if https_only {
+                    "an https:// URL like \"https://127.0.0.1:8443\""
+                } else {
+                    "an http:// or https:// URL"
+                };
+                self.problem(raw, key, format!("{s:?} is not {expected}"));
+                return None;
+            }
+        };
+        if uri.path() != "/" && !uri.path().is_empty() || uri.query().is_some() {
+            self.problem(
+                raw,
+                key,
+                format!(
+                    "{s:?} has a path; origin-gate forwards the visitor's path unchanged, so give only scheme, host and port"
+                ),
+            );
+            return None;
+        }
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            self.problem(
+                raw,
+                key,
+                format!("{s:?} contains credentials; remove the user:password@ part"),
+            );
+            return None;
+        }
+        Some(uri)
+    }
+
+    fn validate(&mut self, raw: RawConfig, source: Source) -> Option<Config> {
+        let server_names = self.server_names(raw.server_names.as_ref());
+
+        let listen = ListenConfig {
+            defaulted: raw.listen.http.is_none() && raw.listen.https.is_none(),
+            http: self.socket_addrs(raw.listen.http.as_ref(), "listen.http", DEFAULT_HTTP),
+            https: self.socket_addrs(raw.listen.https.as_ref(), "listen.https", DEFAULT_HTTPS),
+        };
+        if listen.http.is_empty() && listen.https.is_empty() && self.problems.is_empty() {
+            self.problem_no_span(
+                "listen",
+                "no addresses to listen on; set listen.http and/or listen.https".into(),
+            );
+        }
+
+        let backend = self.backend(raw.backend.as_ref(), &source);
+        let trust = self.trust(&raw.trust);
+
+        let hsts = raw.https.hsts.as_ref().and_then(|h| {
+            let s = h.get_ref();
+            match HeaderValue::from_str(s) {
+                Ok(v) if s.trim_start().to_ascii_lowercase().starts_with("max-age=") => Some(v),
+                _ => {
+                    self.problem(
+                        h,
+                        "https.hsts",
+                        format!("{s:?} is not a Strict-Transport-Security value; write it like \"max-age=31536000\""),
+                    );
+                    None
+                }
+            }
+        });
+        let https = HttpsConfig {
+            redirect: raw.https.redirect.unwrap_or(false),
+            hsts,
+            rewrite_location: raw.https.rewrite_location.unwrap_or(true),
+        };
+
+        let tls = TlsConfig {
+            handshake_timeout: self.duration(
+                raw.tls.handshake_timeout.as_ref(),
+                "tls.handshake_timeout",
+                Duration::from_secs(10),
+            ),
+            certs: raw
+                .tls
+                .certs
+                .iter()
+                .map(|c| CertSpec {
+                    cert: self.path(&c.get_ref().cert),
+                    key: self.path(&c.get_ref().key),
+                })
+                .collect(),
+        };
+
+        let log_level = match raw.log.level.as_ref() {
+            None => "info".to_string(),
+            Some(l) => {
+                if tracing_subscriber::EnvFilter::try_new(l.get_ref()).is_err()
+                    || l.get_ref().is_empty()
+                {
+                    self.problem(
+                        l,
+                        "log.level",
+                        format!(
+                            "{:?} is not a log level; use error, warn, info, debug or trace",
+                            l.get_ref()
+                        ),
+                    );
+                }
+                l.get_ref().clone()
+            }
+        };
+
+        let limits = Limits {
+            // hyper refuses buffers under 8 KiB; 16 MiB is far beyond any sane request head.
+            max_header_bytes: self.integer(
+                raw.limits.max_header_bytes.as_ref(),
+                "limits.max_header_bytes",
+                (8192, 16 << 20),
+                65536,
+            ),
+            header_read_timeout: self.duration(
+                raw.limits.header_read_timeout.as_ref(),
+                "limits.header_read_timeout",
+                Duration::from_secs(10),
+            ),
+            keepalive_timeout: self.duration(
+                raw.limits.keepalive_timeout.as_ref(),
+                "limits.keepalive_timeout",
+                Duration::from_secs(75),
+            ),
+            max_connections: self.integer(
+                raw.limits.max_connections.as_ref(),
+                "limits.max_connections",
+                (1, 1_000_000),
+                10_000,
+            ),
+        };
+        let shutdown_grace = self.duration(
+            raw.shutdown.grace.as_ref(),
+            "shutdown.grace",
+            Duration::from_secs(30),
+        );
+
+        Some(Config {
+            source,
+            server_names,
+            listen,
+            backend: backend?,
+            trust,
+            https,
+            tls,
+            log_level,
+            limits,
+            shutdown_grace,
+        })
+    }
+
+    fn server_names(&mut self, raw: Option<&TextList>) -> Vec<String> {
+        let mut out = Vec::new();
+        for item in raw.map(|l| l.get_ref().as_slice()).unwrap_or_default() {
+            let name = item.get_ref().trim().to_ascii_lowercase();
+            let valid = !name.is_empty()
+                && name.len() <= 253
+                && name.split('.').all(|l| {
+                    !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            if valid {
+                out.push(name);
+            } else {
+                self.problem(
+                    item,
+                    "server_names",
+                    format!("{:?} is not a host name; write it like \"example.com\" (no scheme, port or path)", item.get_ref()),
+                );
+            }
+        }
+        out
+    }
+
+    fn backend(
+        &mut self,
+        raw: Option<&Spanned<raw::RawBackend>>,
+        source: &Source,
+    ) -> Option<BackendConfig> {
+        let empty = raw::RawBackend::default();
+        let b = raw.map(Spanned::get_ref).unwrap_or(&empty);
+        let target = match (&b.url, source) {
+            (Some(url), _) => BackendTarget::Url(self.backend_url(url, "backend.url", false)?),
+            (None, Source::Embedded) => BackendTarget::Echo,
+            (None, Source::File(_)) => {
+                match raw {
+                    Some(r) => self.problem(r, "backend.url", "is required; set it to your WordPress web server, e.g. url = \"http://127.0.0.1:8080\"".into()),
+                    None => self.problem_no_span("backend.url", "is required; add a [backend] section with url = \"http://127.0.0.1:8080\" (your WordPress web server)".into()),
+                }
+                return None;
+            }
+        };
+        let https_url = match &b.https_url {
+            Some(u) => Some(self.backend_url(u, "backend.https_url", true)?),
+            None => None,
+        };
+        Some(BackendConfig {
+            target,
+            https_url,
+            tls_verify: b.tls_verify.unwrap_or(true),
+            connect_timeout: self.duration(
+                b.connect_timeout.as_ref(),
+                "backend.connect_timeout",
+                Duration::from_secs(5),
+            ),
+            response_timeout: self.duration(
+                b.response_timeout.as_ref(),
+                "backend.response_timeout",
+                Duration::from_secs(60),
+            ),
+            idle_timeout: self.duration(
+                b.idle_timeout.as_ref(),
+                "backend.idle_timeout",
+                Duration::from_secs(90),
+            ),
+        })
+    }
+
+    fn trust(&mut self, raw: &raw::RawTrust) -> TrustConfig {
+        let mut extra = Vec::new();
+        for item in raw
+            .extra
+            .as_ref()
+            .map(|l| l.get_ref().as_slice())
+            .unwrap_or_default()
+        {
+            match crate::trust::parse_cidr(item.get_ref()) {
+                Some(net) => extra.push(net),
+                None => self.problem(
+                    item,
+                    "trust.extra",
+                    format!("{:?} is not a CIDR range; write it like \"203.0.113.0/24\" or \"2001:db8::/32\"", item.get_ref()),
+                ),
+            }
+        }
+        TrustConfig {
+            cloudflare: raw.cloudflare.unwrap_or(true),
+            extra,
+            ranges_file: raw.ranges_file.as_ref().map(|f| self.path(f)),
+            only_trusted_peers: raw.only_trusted_peers.unwrap_or(false),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts_from_one() {
+        assert_eq!(line_col("a\nbc = 1", 3), (2, 2));
+        assert_eq!(line_col("abc", 0), (1, 1));
+    }
+
+    #[test]
+    fn embedded_default_is_valid_and_uses_echo() {
+        let c = Config::embedded_default().map_err(|e| e.to_string());
+        let c = c.as_ref().map(|c| &c.backend.target);
+        assert_eq!(c, Ok(&BackendTarget::Echo));
+    }
+}

@@ -1,0 +1,103 @@
+//! Stage 1 of configuration: the TOML file as serde sees it.
+//!
+//! Every struct denies unknown fields, so a typo (`[backend] urll = …`) is an error that names the
+//! key instead of a silently ignored setting. Values that need checking later keep their byte span
+//! (`toml::Spanned`) so that stage 2 (`config::mod`) can point at `file:line:column`.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub type Text = Spanned<String>;
+pub type TextList = Spanned<Vec<Spanned<String>>>;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub server_names: Option<TextList>,
+    #[serde(default)]
+    pub listen: RawListen,
+    pub backend: Option<Spanned<RawBackend>>,
+    #[serde(default)]
+    pub trust: RawTrust,
+    #[serde(default)]
+    pub https: RawHttps,
+    #[serde(default)]
+    pub tls: RawTls,
+    #[serde(default)]
+    pub log: RawLog,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub shutdown: RawShutdown,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListen {
+    pub http: Option<TextList>,
+    pub https: Option<TextList>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackend {
+    pub url: Option<Text>,
+    pub https_url: Option<Text>,
+    pub tls_verify: Option<bool>,
+    pub connect_timeout: Option<Text>,
+    pub response_timeout: Option<Text>,
+    pub idle_timeout: Option<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrust {
+    pub cloudflare: Option<bool>,
+    pub extra: Option<TextList>,
+    pub ranges_file: Option<Text>,
+    pub only_trusted_peers: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttps {
+    pub redirect: Option<bool>,
+    pub hsts: Option<Text>,
+    pub rewrite_location: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub handshake_timeout: Option<Text>,
+    #[serde(default)]
+    pub certs: Vec<Spanned<RawCert>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCert {
+    pub cert: Text,
+    pub key: Text,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub level: Option<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_header_bytes: Option<Spanned<i64>>,
+    pub header_read_timeout: Option<Text>,
+    pub keepalive_timeout: Option<Text>,
+    pub max_connections: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShutdown {
+    pub grace: Option<Text>,
+}

@@ -1,0 +1,242 @@
+//! The hyper service: pipeline decision → backend (or a local answer) → response rewrite → log.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION};
+use http::{Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper_util::rt::TokioIo;
+use tracing::{debug, info, warn};
+
+use crate::echo;
+use crate::pipeline::{self, Action, ConnContext, PipelineConfig, Route};
+use crate::upstream::Upstream;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type ProxyBody = BoxBody<Bytes, BoxError>;
+
+/// Everything a request needs, built once per configuration.
+pub struct Shared {
+    pub pipeline: PipelineConfig,
+    pub upstream: Upstream,
+}
+
+fn full(bytes: impl Into<Bytes>) -> ProxyBody {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A short plain-text answer origin-gate gives itself (errors, rejections).
+pub fn text_response(status: StatusCode, message: &str) -> Response<ProxyBody> {
+    let mut resp = Response::new(full(format!("{message}\n")));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// What is logged for one request once its response body is finished (or abandoned).
+struct RequestRecord {
+    start: Instant,
+    method: http::Method,
+    host: String,
+    path: String,
+    client_ip: std::net::IpAddr,
+    peer: std::net::SocketAddr,
+    route: Route,
+    status: u16,
+    upstream_error: Option<&'static str>,
+}
+
+/// Handles one request. Never fails: every error becomes a response and a log line.
+pub async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnContext>,
+    req: Request<Incoming>,
+) -> Result<Response<LoggedBody>, Infallible> {
+    let start = Instant::now();
+    let (mut parts, body) = req.into_parts();
+    let method = parts.method.clone();
+    let path = parts.uri.path().to_string();
+    let decision = pipeline::decide(&shared.pipeline, &conn, &mut parts);
+    let mut record = RequestRecord {
+        start,
+        method,
+        host: decision
+            .host
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("-")
+            .to_string(),
+        path,
+        client_ip: decision.visitor.client_ip,
+        peer: conn.peer,
+        route: decision.route,
+        status: 0,
+        upstream_error: None,
+    };
+
+    let response = match &decision.action {
+        Action::Respond { status, message } => {
+            match decision.route {
+                Route::Lockdown => {
+                    warn!(peer = %conn.peer, "lockdown: refused a request from a peer outside the trusted ranges")
+                }
+                Route::BadRequest => info!(peer = %conn.peer, reason = message, "bad request"),
+                _ => {}
+            }
+            text_response(*status, message)
+        }
+        Action::Redirect { status, location } => {
+            let mut resp = text_response(*status, "Moved to https.");
+            resp.headers_mut().insert(LOCATION, location.clone());
+            resp
+        }
+        Action::Forward { upstream, upgrade } => {
+            if shared.upstream.is_echo() {
+                record.route = Route::Echo;
+                let value = echo::describe(
+                    parts.method.as_str(),
+                    &parts.uri.to_string(),
+                    &parts.headers,
+                    &decision,
+                    &conn,
+                );
+                let mut resp = Response::new(full(format!("{value:#}\n")));
+                resp.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                resp
+            } else {
+                let mut req = Request::from_parts(parts, body);
+                let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+                match shared.upstream.send(*upstream, req).await {
+                    Ok(mut resp) => {
+                        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                            if let Some(client_side) = client_upgrade {
+                                tunnel(client_side, hyper::upgrade::on(&mut resp));
+                            }
+                        }
+                        let (mut head, body) = resp.into_parts();
+                        pipeline::rewrite_response(
+                            &shared.pipeline,
+                            &decision,
+                            head.status,
+                            &mut head.headers,
+                        );
+                        Response::from_parts(head, body.map_err(BoxError::from).boxed())
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "upstream error");
+                        record.upstream_error = Some(e.kind());
+                        text_response(e.status(), status_message(e.status()))
+                    }
+                }
+            }
+        }
+    };
+    Ok(finish(response, record))
+}
+
+fn status_message(status: StatusCode) -> &'static str {
+    if status == StatusCode::GATEWAY_TIMEOUT {
+        "The origin web server did not answer in time."
+    } else {
+        "The origin web server could not be reached."
+    }
+}
+
+fn finish(response: Response<ProxyBody>, mut record: RequestRecord) -> Response<LoggedBody> {
+    record.status = response.status().as_u16();
+    response.map(|inner| LoggedBody {
+        inner,
+        bytes: 0,
+        record: Some(record),
+    })
+}
+
+/// Joins the visitor's and the backend's upgraded connections (WebSocket) and copies bytes both
+/// ways until either side closes.
+fn tunnel(client: hyper::upgrade::OnUpgrade, backend: hyper::upgrade::OnUpgrade) {
+    tokio::spawn(async move {
+        let (client, backend) = match tokio::try_join!(client, backend) {
+            Ok(pair) => pair,
+            Err(e) => {
+                debug!(error = %e, "upgrade did not complete");
+                return;
+            }
+        };
+        let mut client = TokioIo::new(client);
+        let mut backend = TokioIo::new(backend);
+        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut backend).await {
+            debug!(error = %e, "upgraded connection ended with an error");
+        }
+    });
+}
+
+/// The response body as sent to the visitor: counts bytes and writes the request's log line when
+/// the body ends or is dropped (client gone), so duration and size are the real ones.
+pub struct LoggedBody {
+    inner: ProxyBody,
+    bytes: u64,
+    record: Option<RequestRecord>,
+}
+
+impl Body for LoggedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                this.bytes += data.len() as u64;
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        if let Some(r) = self.record.take() {
+            info!(
+                target: "origin_gate::request",
+                method = %r.method,
+                host = %r.host,
+                path = %r.path,
+                status = r.status,
+                duration_ms = %format_args!("{:.3}", r.start.elapsed().as_secs_f64() * 1000.0),
+                bytes = self.bytes,
+                client = %r.client_ip,
+                peer = %r.peer,
+                route = r.route.as_str(),
+                upstream_error = r.upstream_error.unwrap_or("-"),
+                "request"
+            );
+        }
+    }
+}

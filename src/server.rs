@@ -1,0 +1,455 @@
+//! Listeners, accept loops, connection limits, TLS handshakes and graceful shutdown.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::{http1, http2};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, error, info, warn};
+
+use crate::config::{Config, Problem};
+use crate::pipeline::{ConnContext, PipelineConfig};
+use crate::proxy::{self, Shared};
+use crate::tls::{self, CertResolver};
+use crate::trust::{TrustedRanges, CLOUDFLARE_LIST_DATE};
+use crate::upstream::Upstream;
+use crate::visitor::Scheme;
+
+/// Why origin-gate could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{}", problems_text(.0))]
+    Config(Vec<Problem>),
+    #[error("cannot listen on {addr}: {source}{hint}")]
+    Bind {
+        addr: SocketAddr,
+        source: io::Error,
+        hint: String,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+fn problems_text(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Loads everything a configuration names (trusted-range file, certificates) and builds the
+/// runtime state. `origin-gate check` runs exactly this, so "check passes" means "start works"
+/// up to binding sockets.
+pub struct Prepared {
+    pub shared: Arc<Shared>,
+    pub tls: Option<TlsAcceptor>,
+    pub cert_summaries: Vec<(String, Option<tls::CertSummary>)>,
+}
+
+pub fn prepare(config: &Config) -> Result<Prepared, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let trusted = TrustedRanges::from_config(&config.trust).unwrap_or_else(|p| {
+        problems.extend(p);
+        TrustedRanges::default()
+    });
+    if config.tls.certs.len() > 1 {
+        problems.push(Problem {
+            file: config.source.to_string(),
+            position: None,
+            key: "tls.certs".into(),
+            message: "only one certificate is supported in this version (SNI selection is not built yet); keep one [[tls.certs]] entry".into(),
+        });
+    }
+    let mut cert_summaries = Vec::new();
+    let mut cert = None;
+    for (i, spec) in config.tls.certs.iter().enumerate() {
+        match tls::load_cert(spec, i) {
+            Ok(loaded) => {
+                cert_summaries.push((spec.cert.display().to_string(), loaded.summary.clone()));
+                cert.get_or_insert(loaded);
+            }
+            Err(p) => problems.extend(p),
+        }
+    }
+    let upstream = Upstream::new(&config.backend).map_err(|e| {
+        vec![Problem {
+            file: config.source.to_string(),
+            position: None,
+            key: "backend".into(),
+            message: e,
+        }]
+    });
+    let upstream = match upstream {
+        Ok(u) => Some(u),
+        Err(p) => {
+            problems.extend(p);
+            None
+        }
+    };
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let tls = if config.listen.https.is_empty() {
+        None
+    } else {
+        let cert = match cert {
+            Some(c) => c,
+            None => {
+                let mut names = config.server_names.clone();
+                if names.is_empty() {
+                    names = vec!["localhost".into(), "127.0.0.1".into()];
+                }
+                let c = tls::self_signed(&names).map_err(|m| {
+                    vec![Problem {
+                        file: config.source.to_string(),
+                        position: None,
+                        key: "tls".into(),
+                        message: m,
+                    }]
+                })?;
+                cert_summaries.push(("<self-signed fallback>".into(), c.summary.clone()));
+                c
+            }
+        };
+        let server_cfg =
+            tls::server_config(Arc::new(CertResolver::new(cert.key))).map_err(|e| {
+                vec![Problem {
+                    file: config.source.to_string(),
+                    position: None,
+                    key: "tls".into(),
+                    message: e.to_string(),
+                }]
+            })?;
+        Some(TlsAcceptor::from(server_cfg))
+    };
+    let upstream = upstream.ok_or_else(Vec::new)?;
+    Ok(Prepared {
+        shared: Arc::new(Shared {
+            pipeline: PipelineConfig::new(config, trusted),
+            upstream,
+        }),
+        tls,
+        cert_summaries,
+    })
+}
+
+/// A bound, not yet running origin-gate.
+pub struct Server {
+    listeners: Vec<(TcpListener, Scheme)>,
+    prepared: Prepared,
+    config: Config,
+}
+
+impl Server {
+    /// Prepares the state and binds every listen address. Binding happens here, before `run`, so
+    /// a caller (or a test using port 0) knows the real addresses and that they are open.
+    pub async fn bind(config: Config) -> Result<Server, StartError> {
+        let prepared = prepare(&config).map_err(StartError::Config)?;
+        let mut listeners = Vec::new();
+        let addrs = config
+            .listen
+            .http
+            .iter()
+            .map(|a| (*a, Scheme::Http))
+            .chain(config.listen.https.iter().map(|a| (*a, Scheme::Https)));
+        for (addr, scheme) in addrs {
+            match bind_listener(addr) {
+                Ok(l) => listeners.push((l, scheme)),
+                // The default list includes [::]; a host without IPv6 still starts on IPv4.
+                Err(e) if config.listen.defaulted && addr.is_ipv6() && ipv6_unavailable(&e) => {
+                    warn!(%addr, error = %e, "IPv6 is not available here; skipping this default listen address");
+                }
+                Err(source) => {
+                    let hint = bind_hint(addr, &source);
+                    return Err(StartError::Bind { addr, source, hint });
+                }
+            }
+        }
+        if listeners.is_empty() {
+            return Err(StartError::Other("no listen address could be bound".into()));
+        }
+        Ok(Server {
+            listeners,
+            prepared,
+            config,
+        })
+    }
+
+    /// The bound addresses of one kind of listener (the real ports when port 0 was asked for).
+    pub fn local_addrs(&self, scheme: Scheme) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter(|(_, s)| *s == scheme)
+            .filter_map(|(l, _)| l.local_addr().ok())
+            .collect()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
+    /// within `shutdown.grace`, and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Server {
+            listeners,
+            prepared,
+            config,
+        } = self;
+        log_startup(&config, &prepared);
+        let tracker = TaskTracker::new();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let limit = Arc::new(Semaphore::new(config.limits.max_connections));
+        let settings = Arc::new(ConnSettings {
+            max_header_bytes: config.limits.max_header_bytes,
+            header_read_timeout: config.limits.header_read_timeout,
+            handshake_timeout: config.tls.handshake_timeout,
+        });
+        let mut loops = Vec::new();
+        for (listener, scheme) in listeners {
+            if let Ok(addr) = listener.local_addr() {
+                info!(listener = scheme.as_str(), %addr, "listening");
+            }
+            loops.push(tokio::spawn(accept_loop(AcceptLoop {
+                listener,
+                scheme,
+                shared: prepared.shared.clone(),
+                tls: prepared.tls.clone(),
+                settings: settings.clone(),
+                limit: limit.clone(),
+                tracker: tracker.clone(),
+                stop: stop_rx.clone(),
+            })));
+        }
+        shutdown.await;
+        info!(grace = ?config.shutdown_grace, "shutting down: no new connections, waiting for in-flight requests");
+        let _ = stop_tx.send(true);
+        for l in loops {
+            let _ = l.await;
+        }
+        tracker.close();
+        match tokio::time::timeout(config.shutdown_grace, tracker.wait()).await {
+            Ok(()) => info!("all connections closed; exiting"),
+            Err(_) => {
+                warn!(grace = ?config.shutdown_grace, "grace period over; closing the remaining connections")
+            }
+        }
+    }
+}
+
+fn log_startup(config: &Config, prepared: &Prepared) {
+    info!(config = %config.source, version = env!("CARGO_PKG_VERSION"), "origin-gate starting");
+    if prepared.shared.upstream.is_echo() {
+        info!("backend: embedded echo origin (no backend configured); responses show what WordPress would see");
+    } else {
+        info!(backend = %prepared.shared.upstream.describe(crate::pipeline::UpstreamChoice::Primary), "backend");
+    }
+    info!(
+        ranges = prepared.shared.pipeline.trusted.len(),
+        cloudflare_builtin = config.trust.cloudflare,
+        cloudflare_list_date = CLOUDFLARE_LIST_DATE,
+        "trusted proxy ranges loaded"
+    );
+    for (file, summary) in &prepared.cert_summaries {
+        match summary {
+            Some(s) => info!(cert = %file, "{s}"),
+            None => info!(cert = %file, "certificate loaded"),
+        }
+    }
+    if config.tls.certs.is_empty() && !config.listen.https.is_empty() {
+        warn!("no [[tls.certs]] configured: serving a self-signed certificate; Cloudflare \"Full\" accepts it, \"Full (strict)\" needs a real or Origin CA certificate (else error 526)");
+    }
+}
+
+struct ConnSettings {
+    max_header_bytes: usize,
+    header_read_timeout: Duration,
+    handshake_timeout: Duration,
+}
+
+struct AcceptLoop {
+    listener: TcpListener,
+    scheme: Scheme,
+    shared: Arc<Shared>,
+    tls: Option<TlsAcceptor>,
+    settings: Arc<ConnSettings>,
+    limit: Arc<Semaphore>,
+    tracker: TaskTracker,
+    stop: watch::Receiver<bool>,
+}
+
+async fn accept_loop(mut l: AcceptLoop) {
+    loop {
+        // Backpressure: at max_connections we stop accepting (the kernel backlog holds the rest)
+        // instead of accepting and dropping.
+        let permit = tokio::select! {
+            p = l.limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = l.stop.changed() => return,
+        };
+        let accepted = tokio::select! {
+            r = l.listener.accept() => r,
+            _ = l.stop.changed() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE/ENFILE and friends: pause briefly rather than spin on a failing accept.
+                warn!(error = %e, "accept failed; pausing 100ms");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().unwrap_or_else(|_| unspecified());
+        let ctx = Arc::new(ConnContext::new(
+            peer,
+            local,
+            l.scheme,
+            &l.shared.pipeline.trusted,
+        ));
+        let shared = l.shared.clone();
+        let tls = l.tls.clone();
+        let settings = l.settings.clone();
+        let stop = l.stop.clone();
+        l.tracker.spawn(async move {
+            serve_connection(stream, ctx, shared, tls, settings, stop).await;
+            drop(permit);
+        });
+    }
+}
+
+fn unspecified() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 0))
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    ctx: Arc<ConnContext>,
+    shared: Arc<Shared>,
+    tls: Option<TlsAcceptor>,
+    settings: Arc<ConnSettings>,
+    stop: watch::Receiver<bool>,
+) {
+    let svc_ctx = ctx.clone();
+    let svc = service_fn(move |req| proxy::handle(shared.clone(), svc_ctx.clone(), req));
+    let mut h1 = http1::Builder::new();
+    h1.timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .max_buf_size(settings.max_header_bytes)
+        .keep_alive(true);
+
+    let result = match (ctx.listener, tls) {
+        (Scheme::Https, Some(acceptor)) => {
+            let tls_stream =
+                match tokio::time::timeout(settings.handshake_timeout, acceptor.accept(stream))
+                    .await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        debug!(peer = %ctx.peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        debug!(peer = %ctx.peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            let is_h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            let io = TokioIo::new(tls_stream);
+            if is_h2 {
+                let mut h2 = http2::Builder::new(TokioExecutor::new());
+                h2.timer(TokioTimer::new()).max_concurrent_streams(250);
+                drive(h2.serve_connection(io, svc), stop, |c| {
+                    c.graceful_shutdown()
+                })
+                .await
+            } else {
+                drive(h1.serve_connection(io, svc).with_upgrades(), stop, |c| {
+                    c.graceful_shutdown()
+                })
+                .await
+            }
+        }
+        (Scheme::Https, None) => {
+            error!("TLS listener without TLS state; closing connection");
+            return;
+        }
+        (Scheme::Http, _) => {
+            let io = TokioIo::new(stream);
+            drive(h1.serve_connection(io, svc).with_upgrades(), stop, |c| {
+                c.graceful_shutdown()
+            })
+            .await
+        }
+    };
+    if let Err(e) = result {
+        debug!(peer = %ctx.peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Runs a connection to completion; when shutdown starts, asks it to finish gracefully (HTTP/1:
+/// close after the in-flight response; HTTP/2: GOAWAY) and keeps driving it until it has.
+async fn drive<C, G>(
+    conn: C,
+    mut stop: watch::Receiver<bool>,
+    begin_shutdown: G,
+) -> hyper::Result<()>
+where
+    C: Future<Output = hyper::Result<()>>,
+    G: FnOnce(Pin<&mut C>),
+{
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => r,
+        _ = async { let _ = stop.wait_for(|stopping| *stopping).await; } => {
+            begin_shutdown(conn.as_mut());
+            conn.await
+        }
+    }
+}
+
+/// Binds with `SO_REUSEADDR` (fast restarts) and, for IPv6, `IPV6_V6ONLY` so `0.0.0.0:80` and
+/// `[::]:80` can both be listed, as in the default.
+fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
+fn ipv6_unavailable(e: &io::Error) -> bool {
+    // EAFNOSUPPORT (97) or EADDRNOTAVAIL: no IPv6 stack or no IPv6 address.
+    e.kind() == io::ErrorKind::AddrNotAvailable || e.raw_os_error() == Some(97)
+}
+
+fn bind_hint(addr: SocketAddr, e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::AddrInUse => format!(
+            " — another program already listens on port {}; stop it (`ss -ltnp 'sport = :{}'` shows which) or change the listen address",
+            addr.port(),
+            addr.port()
+        ),
+        io::ErrorKind::PermissionDenied => format!(
+            " — ports below 1024 need privileges: run under systemd with AmbientCapabilities=CAP_NET_BIND_SERVICE, or `sudo setcap cap_net_bind_service=+ep $(command -v origin-gate)`, or listen on a port above 1023 (port {})",
+            addr.port()
+        ),
+        io::ErrorKind::AddrNotAvailable => " — that address is not configured on this machine; use 0.0.0.0 / [::] or one of its addresses".into(),
+        _ => String::new(),
+    }
+}

@@ -1,0 +1,192 @@
+//! Which peers may speak for the visitor.
+//!
+//! Forwarding headers (`CF-Connecting-IP`, `CF-Visitor`, `X-Forwarded-*`) are only as honest as the
+//! peer that sent them. They are believed from Cloudflare's published edge ranges (embedded below
+//! with the date they were copied), from `trust.extra`, and from `trust.ranges_file`; from anybody
+//! else they are dropped (see `forwarded`).
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use ipnet::IpNet;
+
+use crate::config::{Problem, TrustConfig};
+
+/// The day `cloudflare-ips-v4.txt` / `-v6.txt` were copied from Cloudflare's published lists
+/// (`https://www.cloudflare.com/ips-v4`, `/ips-v6`).
+pub const CLOUDFLARE_LIST_DATE: &str = "2026-11-24";
+const CLOUDFLARE_V4: &str = include_str!("trust/cloudflare-ips-v4.txt");
+const CLOUDFLARE_V6: &str = include_str!("trust/cloudflare-ips-v6.txt");
+
+/// Parses `a.b.c.d/n`, `x::/n`, or a bare address (as a host route).
+pub fn parse_cidr(s: &str) -> Option<IpNet> {
+    let s = s.trim();
+    if let Ok(net) = s.parse::<IpNet>() {
+        return Some(net.trunc());
+    }
+    s.parse::<IpAddr>().ok().map(IpNet::from)
+}
+
+/// The Cloudflare edge ranges compiled into this binary.
+pub fn cloudflare_ranges() -> Vec<IpNet> {
+    CLOUDFLARE_V4
+        .lines()
+        .chain(CLOUDFLARE_V6.lines())
+        .filter_map(parse_cidr)
+        .collect()
+}
+
+/// A set of trusted ranges, checked per connection.
+///
+/// Stored as masked integers so the check is a handful of compares; the list is short (Cloudflare
+/// publishes 22 ranges), so a linear scan beats anything cleverer.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedRanges {
+    v4: Vec<(u32, u32)>,
+    v6: Vec<(u128, u128)>,
+}
+
+impl TrustedRanges {
+    pub fn new(nets: &[IpNet]) -> Self {
+        let mut r = TrustedRanges::default();
+        for net in nets {
+            match net {
+                IpNet::V4(n) => r.v4.push((u32::from(n.network()), u32::from(n.netmask()))),
+                IpNet::V6(n) => {
+                    r.v6.push((u128::from(n.network()), u128::from(n.netmask())))
+                }
+            }
+        }
+        r
+    }
+
+    /// Builds the set from config: built-in Cloudflare list (if on), `extra`, and the ranges file.
+    pub fn from_config(cfg: &TrustConfig) -> Result<Self, Vec<Problem>> {
+        let mut nets = if cfg.cloudflare {
+            cloudflare_ranges()
+        } else {
+            Vec::new()
+        };
+        nets.extend(cfg.extra.iter().copied());
+        if let Some(file) = &cfg.ranges_file {
+            nets.extend(load_ranges_file(file)?);
+        }
+        Ok(TrustedRanges::new(&nets))
+    }
+
+    pub fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Is `ip` inside a trusted range? IPv4-mapped IPv6 (`::ffff:a.b.c.d`, what a dual-stack
+    /// socket reports for IPv4 peers) counts as the IPv4 address.
+    #[inline]
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match canonical(ip) {
+            IpAddr::V4(v4) => {
+                let a = u32::from(v4);
+                self.v4.iter().any(|&(net, mask)| a & mask == net)
+            }
+            IpAddr::V6(v6) => {
+                let a = u128::from(v6);
+                self.v6.iter().any(|&(net, mask)| a & mask == net)
+            }
+        }
+    }
+}
+
+/// `::ffff:a.b.c.d` → `a.b.c.d`; everything else unchanged.
+#[inline]
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Reads a ranges file: one CIDR per line, `#` comments, blank lines ignored. Every bad line is a
+/// problem naming the line; a file with no ranges at all is refused (it would silently trust
+/// nobody, or — worse — be a truncated download).
+pub fn load_ranges_file(path: &Path) -> Result<Vec<IpNet>, Vec<Problem>> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![Problem {
+            file: file.clone(),
+            position: None,
+            key: "trust.ranges_file".into(),
+            message: format!("cannot read the ranges file: {e}"),
+        }]
+    })?;
+    let mut nets = Vec::new();
+    let mut problems = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let content = line.split('#').next().unwrap_or("").trim();
+        if content.is_empty() {
+            continue;
+        }
+        match parse_cidr(content) {
+            Some(n) => nets.push(n),
+            None => problems.push(Problem {
+                file: file.clone(),
+                position: Some((i + 1, 1)),
+                key: "trust.ranges_file".into(),
+                message: format!("{content:?} is not a CIDR range; write one range per line, like 203.0.113.0/24"),
+            }),
+        }
+    }
+    if problems.is_empty() && nets.is_empty() {
+        problems.push(Problem {
+            file,
+            position: None,
+            key: "trust.ranges_file".into(),
+            message: "the file lists no ranges; refusing an empty trust list (fill it or remove trust.ranges_file)".into(),
+        });
+    }
+    if problems.is_empty() {
+        Ok(nets)
+    } else {
+        Err(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))
+    }
+
+    #[test]
+    fn cloudflare_list_is_complete() {
+        assert_eq!(cloudflare_ranges().len(), 22);
+    }
+
+    #[test]
+    fn cloudflare_edges_are_trusted_and_others_not() {
+        let t = TrustedRanges::new(&cloudflare_ranges());
+        assert!(t.contains(ip("173.245.48.1")));
+        assert!(t.contains(ip("104.16.0.0")));
+        assert!(t.contains(ip("2606:4700::1111")));
+        assert!(!t.contains(ip("8.8.8.8")));
+        assert!(!t.contains(ip("2001:db8::1")));
+    }
+
+    #[test]
+    fn mapped_ipv4_peer_counts_as_ipv4() {
+        let t = TrustedRanges::new(&cloudflare_ranges());
+        assert!(t.contains(ip("::ffff:173.245.48.1")));
+        assert!(!t.contains(ip("::ffff:8.8.8.8")));
+    }
+
+    #[test]
+    fn bare_address_is_a_host_route_and_host_bits_are_masked() {
+        assert_eq!(parse_cidr("127.0.0.2"), "127.0.0.2/32".parse().ok());
+        assert_eq!(parse_cidr("10.1.2.3/8"), "10.0.0.0/8".parse().ok());
+        assert_eq!(parse_cidr("nonsense"), None);
+    }
+}

@@ -1,0 +1,287 @@
+//! The connection to the WordPress backend: one pooled keep-alive client, timeouts, and errors
+//! that say which side failed and what the operator should check.
+
+use std::error::Error as StdError;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::uri::{PathAndQuery, Scheme as UriScheme};
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+use crate::config::{BackendConfig, BackendTarget};
+use crate::pipeline::UpstreamChoice;
+use crate::tls::provider;
+
+/// Why a request to the backend failed; decides 502 vs 504 and carries the operator's hint.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("backend {backend} refused the connection ({source}) — is the WordPress web server (apache/nginx/php-fpm) running and listening there?")]
+    Refused { backend: String, source: io::Error },
+    #[error("backend {backend} did not accept the connection within {after:?} — is it overloaded or firewalled?")]
+    ConnectTimeout { backend: String, after: Duration },
+    #[error("cannot connect to backend {backend}: {detail}")]
+    Connect { backend: String, detail: String },
+    #[error("backend {backend} sent no response head within {after:?} (backend.response_timeout)")]
+    ResponseTimeout { backend: String, after: Duration },
+    #[error("backend {backend} failed mid-request: {detail}")]
+    Failed { backend: String, detail: String },
+}
+
+impl UpstreamError {
+    /// 504 when the backend was too slow, 502 when it was unreachable or broke the exchange
+    /// (the statuses nginx gives for the same cases).
+    pub fn status(&self) -> StatusCode {
+        match self {
+            UpstreamError::ConnectTimeout { .. } | UpstreamError::ResponseTimeout { .. } => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// A short machine-friendly kind for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Refused { .. } => "refused",
+            UpstreamError::ConnectTimeout { .. } => "connect_timeout",
+            UpstreamError::Connect { .. } => "connect",
+            UpstreamError::ResponseTimeout { .. } => "response_timeout",
+            UpstreamError::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// The pooled client and the backend addresses.
+pub struct Upstream {
+    client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    primary: Option<Uri>,
+    https: Option<Uri>,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+}
+
+impl Upstream {
+    pub fn new(cfg: &BackendConfig) -> Result<Upstream, String> {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(cfg.connect_timeout));
+        // Small request heads must not wait for Nagle's algorithm on the loopback hop.
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let tls = client_tls_config(cfg.tls_verify)?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(cfg.idle_timeout)
+            .pool_timer(TokioTimer::new())
+            .pool_max_idle_per_host(1024)
+            .build(connector);
+        Ok(Upstream {
+            client,
+            primary: match &cfg.target {
+                BackendTarget::Url(u) => Some(u.clone()),
+                BackendTarget::Echo => None,
+            },
+            https: cfg.https_url.clone(),
+            connect_timeout: cfg.connect_timeout,
+            response_timeout: cfg.response_timeout,
+        })
+    }
+
+    /// Is there a real backend (false: the embedded echo origin answers)?
+    pub fn is_echo(&self) -> bool {
+        self.primary.is_none()
+    }
+
+    fn base(&self, choice: UpstreamChoice) -> Option<&Uri> {
+        match choice {
+            UpstreamChoice::Https => self.https.as_ref().or(self.primary.as_ref()),
+            UpstreamChoice::Primary => self.primary.as_ref(),
+        }
+    }
+
+    /// The backend a choice goes to, for log lines.
+    pub fn describe(&self, choice: UpstreamChoice) -> String {
+        self.base(choice).map_or_else(
+            || "echo".into(),
+            |u| u.to_string().trim_end_matches('/').to_string(),
+        )
+    }
+
+    /// Sends the (already rewritten) request to the backend and waits for the response head.
+    /// Bodies stream both ways; dropping the returned future or body cancels the backend request.
+    pub async fn send(
+        &self,
+        choice: UpstreamChoice,
+        mut req: Request<Incoming>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let backend = self.describe(choice);
+        let Some(base) = self.base(choice) else {
+            return Err(UpstreamError::Connect {
+                backend,
+                detail: "no backend configured".into(),
+            });
+        };
+        let mut parts = base.clone().into_parts();
+        parts.path_and_query = Some(
+            req.uri()
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        );
+        if parts.scheme.is_none() {
+            parts.scheme = Some(UriScheme::HTTP);
+        }
+        *req.uri_mut() = Uri::from_parts(parts).map_err(|e| UpstreamError::Connect {
+            backend: backend.clone(),
+            detail: e.to_string(),
+        })?;
+        // The backend hop is HTTP/1.1 whatever the visitor spoke (h2 visitors included).
+        *req.version_mut() = Version::HTTP_11;
+        match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
+            Err(_) => Err(UpstreamError::ResponseTimeout {
+                backend,
+                after: self.response_timeout,
+            }),
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => Err(classify(e, backend, self.connect_timeout)),
+        }
+    }
+}
+
+fn classify(
+    e: hyper_util::client::legacy::Error,
+    backend: String,
+    connect_timeout: Duration,
+) -> UpstreamError {
+    let io_kind = io_error_in(&e).map(|io| (io.kind(), io.to_string()));
+    if e.is_connect() {
+        return match io_kind {
+            Some((io::ErrorKind::ConnectionRefused, msg)) => UpstreamError::Refused {
+                backend,
+                source: io::Error::new(io::ErrorKind::ConnectionRefused, msg),
+            },
+            Some((io::ErrorKind::TimedOut, _)) => UpstreamError::ConnectTimeout {
+                backend,
+                after: connect_timeout,
+            },
+            _ => UpstreamError::Connect {
+                backend,
+                detail: error_chain(&e),
+            },
+        };
+    }
+    UpstreamError::Failed {
+        backend,
+        detail: error_chain(&e),
+    }
+}
+
+fn io_error_in<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a io::Error> {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<io::Error>() {
+            return Some(io);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// "outer: inner: innermost" — hyper's top-level messages alone ("client error (Connect)") are
+/// useless at 3 a.m.
+pub fn error_chain(e: &(dyn StdError + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        let s = err.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = err.source();
+    }
+    out
+}
+
+fn client_tls_config(verify: bool) -> Result<ClientConfig, String> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let cfg = if verify {
+        let mut roots = RootCertStore::empty();
+        let found = rustls_native_certs::load_native_certs();
+        roots.add_parsable_certificates(found.certs);
+        builder.with_root_certificates(roots).with_no_client_auth()
+    } else {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerify))
+            .with_no_client_auth()
+    };
+    Ok(cfg)
+}
+
+/// `backend.tls_verify = false`: accept any certificate from the backend. Only sensible for a
+/// loopback backend with a self-signed certificate, which is what the option is documented for;
+/// signatures are still checked so the handshake is a real one.
+#[derive(Debug)]
+struct NoVerify;
+
+impl ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &provider().signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &provider().signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
