@@ -143,7 +143,6 @@ pub struct TlsConfig {
 pub struct Limits {
     pub max_header_bytes: usize,
     pub header_read_timeout: Duration,
-    pub keepalive_timeout: Duration,
     pub max_connections: usize,
 }
 
@@ -213,7 +212,14 @@ impl Config {
         let raw: RawConfig = match serde_path_to_error::deserialize(toml::Deserializer::new(text)) {
             Ok(raw) => raw,
             Err(e) => {
-                let path = e.path().to_string();
+                // Spanned<T> adds an internal segment to serde's path; it means nothing to a user.
+                let path = e
+                    .path()
+                    .to_string()
+                    .split('.')
+                    .filter(|seg| !seg.starts_with("$__serde_spanned"))
+                    .collect::<Vec<_>>()
+                    .join(".");
                 let inner = e.into_inner();
                 v.problems.push(Problem {
                     file: v.file.clone(),
@@ -227,6 +233,9 @@ impl Config {
             }
         };
         let config = v.validate(raw, source);
+        // File order reads best; problems without a position go last.
+        v.problems
+            .sort_by_key(|p| p.position.unwrap_or((usize::MAX, 0)));
         if v.problems.is_empty() {
             if let Some(config) = config {
                 return Ok(config);
@@ -240,10 +249,17 @@ impl Config {
 
 /// Adds a fix to serde messages that have a well-known cause.
 fn hint_for_serde_message(message: &str) -> String {
-    if message.starts_with("unknown field `server_names`") {
-        return format!(
-            "{message}; server_names is a top-level key: move it above the first [section]"
-        );
+    let message = message.trim().replace('\n', "; ");
+    let message = message.as_str();
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        if let Some((_, expected)) = rest.split_once("`, expected ") {
+            let hint = if message.contains("`server_names`") {
+                "; server_names is a top-level key: move it above the first [section]"
+            } else {
+                ""
+            };
+            return format!("unknown key (misspelled?); expected {expected}{hint}");
+        }
     }
     message.to_string()
 }
@@ -501,11 +517,6 @@ impl Validator<'_> {
                 "limits.header_read_timeout",
                 Duration::from_secs(10),
             ),
-            keepalive_timeout: self.duration(
-                raw.limits.keepalive_timeout.as_ref(),
-                "limits.keepalive_timeout",
-                Duration::from_secs(75),
-            ),
             max_connections: self.integer(
                 raw.limits.max_connections.as_ref(),
                 "limits.max_connections",
@@ -562,40 +573,47 @@ impl Validator<'_> {
     ) -> Option<BackendConfig> {
         let empty = raw::RawBackend::default();
         let b = raw.map(Spanned::get_ref).unwrap_or(&empty);
+        // Every field is checked even when an earlier one is wrong, so all problems are listed.
         let target = match (&b.url, source) {
-            (Some(url), _) => BackendTarget::Url(self.backend_url(url, "backend.url", false)?),
-            (None, Source::Embedded) => BackendTarget::Echo,
+            (Some(url), _) => self
+                .backend_url(url, "backend.url", false)
+                .map(BackendTarget::Url),
+            (None, Source::Embedded) => Some(BackendTarget::Echo),
             (None, Source::File(_)) => {
+                let message = "is required; add a [backend] section with url = \"http://127.0.0.1:8080\" (your WordPress web server)";
                 match raw {
-                    Some(r) => self.problem(r, "backend.url", "is required; set it to your WordPress web server, e.g. url = \"http://127.0.0.1:8080\"".into()),
-                    None => self.problem_no_span("backend.url", "is required; add a [backend] section with url = \"http://127.0.0.1:8080\" (your WordPress web server)".into()),
+                    Some(r) => self.problem(r, "backend.url", message.into()),
+                    None => self.problem_no_span("backend.url", message.into()),
                 }
-                return None;
+                None
             }
         };
         let https_url = match &b.https_url {
-            Some(u) => Some(self.backend_url(u, "backend.https_url", true)?),
-            None => None,
+            Some(u) => self.backend_url(u, "backend.https_url", true).map(Some),
+            None => Some(None),
         };
+        let connect_timeout = self.duration(
+            b.connect_timeout.as_ref(),
+            "backend.connect_timeout",
+            Duration::from_secs(5),
+        );
+        let response_timeout = self.duration(
+            b.response_timeout.as_ref(),
+            "backend.response_timeout",
+            Duration::from_secs(60),
+        );
+        let idle_timeout = self.duration(
+            b.idle_timeout.as_ref(),
+            "backend.idle_timeout",
+            Duration::from_secs(90),
+        );
         Some(BackendConfig {
-            target,
-            https_url,
+            target: target?,
+            https_url: https_url?,
             tls_verify: b.tls_verify.unwrap_or(true),
-            connect_timeout: self.duration(
-                b.connect_timeout.as_ref(),
-                "backend.connect_timeout",
-                Duration::from_secs(5),
-            ),
-            response_timeout: self.duration(
-                b.response_timeout.as_ref(),
-                "backend.response_timeout",
-                Duration::from_secs(60),
-            ),
-            idle_timeout: self.duration(
-                b.idle_timeout.as_ref(),
-                "backend.idle_timeout",
-                Duration::from_secs(90),
-            ),
+            connect_timeout,
+            response_timeout,
+            idle_timeout,
         })
     }
 

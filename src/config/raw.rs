@@ -92,7 +92,6 @@ pub struct RawLog {
 pub struct RawLimits {
     pub max_header_bytes: Option<Spanned<i64>>,
     pub header_read_timeout: Option<Text>,
-    pub keepalive_timeout: Option<Text>,
     pub max_connections: Option<Spanned<i64>>,
 }
 

@@ -1,0 +1,375 @@
+//! The real `origin-gate` binary: `check`, bind failures, signals, and memory while streaming.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use http::StatusCode;
+use origin_gate::config::{Source, EMBEDDED_DEFAULT};
+use origin_gate::{Config, Scheme, Server};
+
+/// Runs `origin-gate check --config <file>` and returns (exit code, stderr lines).
+fn check(dir: &Path, name: &str, toml: &str) -> (i32, Vec<String>) {
+    let path = dir.join(name);
+    std::fs::write(&path, toml).unwrap();
+    let out = Command::new(binary())
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        stderr.lines().map(str::to_string).collect(),
+    )
+}
+
+#[test]
+fn check_names_file_line_key_and_fix_for_each_broken_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let cases: Vec<(&str, String, Vec<String>)> = vec![
+        (
+            "bad-url.toml",
+            "[backend]\nurl = \"htp://127.0.0.1:8080\"\n".into(),
+            vec![format!("{d}/bad-url.toml:2:7 backend.url: \"htp://127.0.0.1:8080\" is not an http:// or https:// URL")],
+        ),
+        (
+            "no-backend.toml",
+            "[listen]\nhttp = [\"127.0.0.1:8080\"]\n".into(),
+            vec![format!("{d}/no-backend.toml: backend.url: is required; add a [backend] section with url = \"http://127.0.0.1:8080\" (your WordPress web server)")],
+        ),
+        (
+            "bad-duration.toml",
+            "[backend]\nurl = \"http://127.0.0.1:8080\"\nconnect_timeout = \"5 parsecs\"\n".into(),
+            vec![format!("{d}/bad-duration.toml:3:19 backend.connect_timeout: \"5 parsecs\" is not a duration; write it like \"30s\", \"500ms\" or \"2m\"")],
+        ),
+        (
+            "typo.toml",
+            "[backend]\nurll = \"http://127.0.0.1:8080\"\n".into(),
+            vec![format!("{d}/typo.toml:2:1 backend.urll: unknown key (misspelled?); expected one of `url`, `https_url`, `tls_verify`, `connect_timeout`, `response_timeout`, `idle_timeout`")],
+        ),
+        (
+            "syntax.toml",
+            "[backend\nurl = 1\n".into(),
+            vec![format!("{d}/syntax.toml:1:9 invalid table header; expected `.`, `]`")],
+        ),
+        (
+            "wrong-type.toml",
+            "[backend]\nurl = 8080\n".into(),
+            vec![format!("{d}/wrong-type.toml:2:7 backend.url: invalid type: integer `8080`, expected a string")],
+        ),
+        (
+            "several.toml",
+            "[listen]\nhttp = [\"0.0.0.0\"]\n\n[backend]\nurl = \"http://127.0.0.1:8080/wp\"\n\n[trust]\nextra = [\"10.0.0.0/33\"]\n\n[limits]\nmax_header_bytes = 100\n".into(),
+            vec![
+                format!("{d}/several.toml:2:9 listen.http: \"0.0.0.0\" is not an address:port; write it like \"0.0.0.0:80\" or \"[::]:443\""),
+                format!("{d}/several.toml:5:7 backend.url: \"http://127.0.0.1:8080/wp\" has a path; origin-gate forwards the visitor's path unchanged, so give only scheme, host and port"),
+                format!("{d}/several.toml:8:10 trust.extra: \"10.0.0.0/33\" is not a CIDR range; write it like \"203.0.113.0/24\" or \"2001:db8::/32\""),
+                format!("{d}/several.toml:11:20 limits.max_header_bytes: 100 is out of range; expected a number from 8192 to 16777216"),
+            ],
+        ),
+        (
+            "server-names-misplaced.toml",
+            "[backend]\nurl = \"http://127.0.0.1:8080\"\nserver_names = [\"example.com\"]\n".into(),
+            vec![format!("{d}/server-names-misplaced.toml:3:1 backend.server_names: unknown key (misspelled?); expected one of `url`, `https_url`, `tls_verify`, `connect_timeout`, `response_timeout`, `idle_timeout`; server_names is a top-level key: move it above the first [section]")],
+        ),
+        (
+            "missing-cert.toml",
+            "[backend]\nurl = \"http://127.0.0.1:8080\"\n\n[[tls.certs]]\ncert = \"missing.pem\"\nkey = \"missing-key.pem\"\n".into(),
+            vec![
+                format!("{d}/missing.pem: tls.certs[0].cert: cannot read the certificate PEM: No such file or directory (os error 2)"),
+                format!("{d}/missing-key.pem: tls.certs[0].key: cannot read the private key PEM: No such file or directory (os error 2)"),
+            ],
+        ),
+    ];
+    for (name, toml, expected) in cases {
+        let (code, lines) = check(dir.path(), name, &toml);
+        assert_eq!(code, 1, "{name}: exit code; stderr: {lines:?}");
+        let n = expected.len();
+        let mut want = expected.clone();
+        want.push(format!(
+            "{d}/{name}: {n} problem{} found",
+            if n == 1 { "" } else { "s" }
+        ));
+        assert_eq!(lines, want, "{name}");
+    }
+}
+
+#[test]
+fn check_refuses_a_key_that_does_not_match_its_certificate() {
+    let a = TestCert::new(&["example.com"]);
+    let b = TestCert::new(&["example.com"]);
+    let toml = format!(
+        "[backend]\nurl = \"http://127.0.0.1:8080\"\n\n[[tls.certs]]\ncert = {:?}\nkey = {:?}\n",
+        a.cert_path, b.key_path
+    );
+    let (code, lines) = check(a.dir.path(), "mismatch.toml", &toml);
+    assert_eq!(code, 1);
+    assert_eq!(
+        lines[0],
+        format!(
+            "{}: tls.certs[0].key: does not match the certificate in {}; give the privkey.pem issued with that certificate",
+            b.key_path.display(),
+            a.cert_path.display()
+        )
+    );
+}
+
+#[test]
+fn check_accepts_a_valid_config_and_lists_its_certificate() {
+    let cert = TestCert::new(&["example.com", "www.example.com"]);
+    let toml = format!(
+        "[backend]\nurl = \"http://127.0.0.1:8080\"\n\n{}",
+        cert.toml()
+    );
+    let path = cert.dir.path().join("ok.toml");
+    std::fs::write(&path, toml).unwrap();
+    let out = Command::new(binary())
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("configuration is valid"), "{stdout}");
+    assert!(
+        stdout.contains("names [example.com, www.example.com]"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn the_example_config_in_deploy_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/origin-gate.example.toml");
+    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.listen.http.len(), 2);
+    assert_eq!(config.backend.connect_timeout, Duration::from_secs(5));
+}
+
+#[test]
+fn version_and_help() {
+    let out = Command::new(binary()).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("origin-gate {}", env!("CARGO_PKG_VERSION"))
+    );
+    let out = Command::new(binary()).arg("--help").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("check"));
+}
+
+#[test]
+fn a_port_in_use_is_one_clear_line_and_a_non_zero_exit() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("busy.toml");
+    std::fs::write(&path, format!("[listen]\nhttp = [\"127.0.0.1:{port}\"]\nhttps = []\n[backend]\nurl = \"http://127.0.0.1:9\"\n")).unwrap();
+    let out = Command::new(binary())
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("cannot listen"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert_eq!(
+        line,
+        format!("origin-gate: cannot listen on 127.0.0.1:{port}: Address already in use (os error 98) — another program already listens on port {port}; stop it (`ss -ltnp 'sport = :{port}'` shows which) or change the listen address")
+    );
+}
+
+#[test]
+fn a_bad_config_at_start_exits_non_zero_with_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[backend]\nurl = \"ftp://x\"\n").unwrap();
+    let out = Command::new(binary())
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        format!(
+            "{}:2:7 backend.url: \"ftp://x\" is not an http:// or https:// URL",
+            path.display()
+        )
+    );
+}
+
+#[tokio::test]
+async fn sigterm_finishes_the_in_flight_request_then_exits_zero() {
+    let backend = Backend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("og.toml");
+    std::fs::write(&path, format!("[listen]\nhttp = [\"127.0.0.1:0\"]\nhttps = []\n[backend]\nurl = \"{}\"\n[shutdown]\ngrace = \"10s\"\n", backend.url())).unwrap();
+    let mut gate = GateProcess::spawn(&path);
+    let mut c = h1_plain("127.0.0.1", gate.http).await;
+    let in_flight =
+        tokio::spawn(
+            async move { send(&mut c, request("GET", "/slow?ms=800", &[], empty())).await },
+        );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while backend
+        .stats
+        .requests
+        .load(std::sync::atomic::Ordering::SeqCst)
+        == 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "request never reached the backend"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    gate.signal("TERM");
+    assert!(gate
+        .wait_log("shutting down", Duration::from_secs(5))
+        .is_some());
+    let a = in_flight.await.unwrap();
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(&a.body[..], b"slow done");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = gate.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "origin-gate did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "exit status {status:?}");
+}
+
+/// 256 MiB up and 256 MiB down through the real binary: the proxy streams, so its peak RSS may
+/// not grow by more than 32 MiB over its idle size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_256_mib_each_way_keeps_memory_flat() {
+    const SIZE: u64 = 256 * 1024 * 1024;
+    let backend = Backend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("og.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[listen]\nhttp = [\"127.0.0.1:0\"]\nhttps = []\n[backend]\nurl = \"{}\"\n",
+            backend.url()
+        ),
+    )
+    .unwrap();
+    let gate = GateProcess::spawn(&path);
+    // Warm up (pool, allocator arenas) before taking the baseline.
+    assert_eq!(
+        get("127.0.0.1", gate.http, "/", &[]).await.status,
+        StatusCode::OK
+    );
+    let baseline = gate.status_kib("VmRSS");
+
+    let mut c = h1_plain("127.0.0.1", gate.http).await;
+    let up = send(
+        &mut c,
+        request(
+            "POST",
+            "/upload",
+            &[("content-length", &SIZE.to_string())],
+            streamed(SIZE),
+        ),
+    )
+    .await;
+    assert_eq!(up.status, StatusCode::OK);
+    assert_eq!(String::from_utf8_lossy(&up.body), SIZE.to_string());
+
+    c.ready().await.unwrap();
+    let resp = c
+        .send_request(request(
+            "GET",
+            &format!("/download?bytes={SIZE}"),
+            &[],
+            empty(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    let mut received = 0u64;
+    while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
+        received += frame.unwrap().data_ref().map_or(0, |d| d.len() as u64);
+    }
+    assert_eq!(received, SIZE);
+
+    let peak = gate.status_kib("VmHWM");
+    let growth_mib = peak.saturating_sub(baseline) as f64 / 1024.0;
+    eprintln!("origin-gate RSS baseline {baseline} KiB, peak {peak} KiB, growth {growth_mib:.1} MiB for 256 MiB each way");
+    assert!(growth_mib < 32.0, "peak memory grew by {growth_mib:.1} MiB");
+}
+
+#[tokio::test]
+async fn embedded_default_answers_with_the_echo_origin() {
+    let text = EMBEDDED_DEFAULT
+        .replace("127.0.0.1:8080", "127.0.0.1:0")
+        .replace("127.0.0.1:8443", "127.0.0.1:0");
+    let server = Server::bind(Config::parse(&text, Source::Embedded).unwrap())
+        .await
+        .unwrap();
+    let http = server.local_addrs(Scheme::Http)[0];
+    let https = server.local_addrs(Scheme::Https)[0];
+    tokio::spawn(server.run(std::future::pending()));
+
+    // An untrusted peer's spoofed headers are dropped: the echo shows the truth.
+    let a = get(
+        UNTRUSTED_SRC,
+        http,
+        "/wp-admin/",
+        &[
+            ("x-forwarded-proto", "https"),
+            ("cf-connecting-ip", "203.0.113.9"),
+        ],
+    )
+    .await;
+    let v = a.json();
+    assert_eq!(v["visitor"]["scheme"], "http");
+    assert_eq!(v["visitor"]["client_ip"], UNTRUSTED_SRC);
+    assert_eq!(v["forwarding_headers"]["x-forwarded-proto"], "http");
+    assert!(v["headers"].get("cf-connecting-ip").is_none());
+
+    // 127.0.0.2 stands in for Cloudflare in the default: its headers are believed.
+    let a = get(
+        TRUSTED_SRC,
+        http,
+        "/",
+        &[
+            ("cf-visitor", "{\"scheme\":\"https\"}"),
+            ("cf-connecting-ip", "203.0.113.9"),
+        ],
+    )
+    .await;
+    let v = a.json();
+    assert_eq!(v["visitor"]["scheme"], "https");
+    assert_eq!(v["visitor"]["client_ip"], "203.0.113.9");
+    assert_eq!(
+        v["wordpress"]["is_ssl_with_x_forwarded_proto_mapping"],
+        true
+    );
+
+    // The TLS listener answers with the generated self-signed certificate.
+    let mut c = h1_tls("127.0.0.1", https).await;
+    let a = send(&mut c, request("GET", "/", &[], empty())).await;
+    assert_eq!(a.json()["visitor"]["scheme"], "https");
+}
