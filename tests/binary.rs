@@ -1,4 +1,5 @@
 //! The real `origin-gate` binary: `check`, bind failures, signals, and memory while streaming.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 mod common;
 

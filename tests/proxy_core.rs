@@ -1,5 +1,6 @@
 //! The core proxy over real sockets: bodies, streaming, keep-alive, HTTP/2, failures, WebSocket,
 //! shutdown.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 mod common;
 
