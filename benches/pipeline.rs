@@ -1,1 +1,116 @@
-fn main() {}
+//! Hot-path benchmarks over the real pipeline functions (no copies): trust check, visitor
+//! resolution, and the whole decision with header rewriting, on a realistic Cloudflare request.
+//!
+//! Run: `cargo bench --bench pipeline`. Target (issue 3): `decide/cloudflare_flexible` under 1 µs median.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // benchmark set-up panics loudly by design
+
+use std::hint::black_box;
+use std::net::SocketAddr;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use http::request::Parts;
+use http::Request;
+use origin_gate::pipeline::{self, ConnContext, PipelineConfig};
+use origin_gate::trust::{cloudflare_ranges, TrustedRanges};
+use origin_gate::visitor::{self, Scheme};
+
+/// A request head as Cloudflare delivers it to the origin in Flexible mode: 20 headers.
+fn cloudflare_request() -> Parts {
+    Request::builder()
+        .method("GET")
+        .uri("/2026/11/24/hello-world/?utm_source=newsletter")
+        .header("host", "blog.example.com")
+        .header("accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")
+        .header("accept-encoding", "gzip, br")
+        .header("accept-language", "en-GB,en;q=0.9,de;q=0.8")
+        .header("cache-control", "no-cache")
+        .header("cdn-loop", "cloudflare")
+        .header("cf-connecting-ip", "203.0.113.195")
+        .header("cf-ipcountry", "GB")
+        .header("cf-ray", "8e4f0b2a9c3d1e2f-LHR")
+        .header("cf-visitor", "{\"scheme\":\"https\"}")
+        .header("connection", "Keep-Alive")
+        .header("cookie", "wordpress_test_cookie=WP%20Cookie%20check; wp-settings-time-1=1732406400")
+        .header("priority", "u=0, i")
+        .header("referer", "https://www.google.com/")
+        .header("sec-fetch-dest", "document")
+        .header("sec-fetch-mode", "navigate")
+        .header("upgrade-insecure-requests", "1")
+        .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36")
+        .header("x-forwarded-for", "203.0.113.195")
+        .header("x-forwarded-proto", "https")
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0
+}
+
+fn config() -> PipelineConfig {
+    PipelineConfig {
+        trusted: TrustedRanges::new(&cloudflare_ranges()),
+        only_trusted_peers: true,
+        server_names: vec!["blog.example.com".into(), "www.blog.example.com".into()],
+        https_redirect: true,
+        hsts: None,
+        rewrite_location: true,
+        https_upstream: false,
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let cfg = config();
+    // A Cloudflare edge address near the end of the list (worst case for the scan).
+    let peer: SocketAddr = "[2c0f:f248::17]:40000".parse().unwrap();
+    let local: SocketAddr = "192.0.2.10:80".parse().unwrap();
+    let conn = ConnContext::new(peer, local, Scheme::Http, &cfg.trusted);
+    assert!(conn.peer_trusted);
+
+    c.bench_function("trust/contains_cloudflare_v4", |b| {
+        let ip = "172.70.1.1".parse().unwrap();
+        b.iter(|| cfg.trusted.contains(black_box(ip)))
+    });
+    c.bench_function("visitor/resolve_cloudflare", |b| {
+        let head = cloudflare_request();
+        b.iter(|| {
+            visitor::resolve(
+                black_box(peer.ip()),
+                true,
+                Scheme::Http,
+                &cfg.trusted,
+                black_box(&head.headers),
+            )
+        })
+    });
+    c.bench_function("decide/cloudflare_flexible", |b| {
+        b.iter_batched_ref(
+            cloudflare_request,
+            |head| {
+                let d = pipeline::decide(&cfg, &conn, head);
+                black_box(d);
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    let direct = ConnContext::new(
+        "198.51.100.7:5555".parse().unwrap(),
+        local,
+        Scheme::Http,
+        &cfg.trusted,
+    );
+    let mut open = cfg.clone();
+    open.only_trusted_peers = false;
+    open.https_redirect = false;
+    c.bench_function("decide/untrusted_spoofed", |b| {
+        b.iter_batched_ref(
+            cloudflare_request,
+            |head| {
+                let d = pipeline::decide(&open, &direct, head);
+                black_box(d);
+            },
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(pipeline_benches, benches);
+criterion_main!(pipeline_benches);

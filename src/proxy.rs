@@ -109,7 +109,7 @@ pub async fn handle(
                 record.route = Route::Echo;
                 let value = echo::describe(
                     parts.method.as_str(),
-                    &parts.uri.to_string(),
+                    parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
                     &parts.headers,
                     &decision,
                     &conn,

@@ -256,6 +256,19 @@ fn log_startup(config: &Config, prepared: &Prepared) {
         cloudflare_list_date = CLOUDFLARE_LIST_DATE,
         "trusted proxy ranges loaded"
     );
+    if config.trust.cloudflare {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let age = crate::trust::cloudflare_list_age_days(now);
+        if age > 365 {
+            warn!(
+                cloudflare_list_date = CLOUDFLARE_LIST_DATE,
+                age_days = age,
+                "the built-in Cloudflare IP list is over a year old; Cloudflare may have added ranges: upgrade origin-gate or add the current list with trust.ranges_file"
+            );
+        }
+    }
     for (file, summary) in &prepared.cert_summaries {
         match summary {
             Some(s) => info!(cert = %file, "{s}"),

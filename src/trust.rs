@@ -18,6 +18,28 @@ pub const CLOUDFLARE_LIST_DATE: &str = "2026-11-24";
 const CLOUDFLARE_V4: &str = include_str!("trust/cloudflare-ips-v4.txt");
 const CLOUDFLARE_V6: &str = include_str!("trust/cloudflare-ips-v6.txt");
 
+/// Days since the embedded Cloudflare list was copied, as of `now` (Unix seconds).
+pub fn cloudflare_list_age_days(now_unix: i64) -> i64 {
+    let mut parts = CLOUDFLARE_LIST_DATE
+        .split('-')
+        .filter_map(|p| p.parse::<i64>().ok());
+    let (Some(y), Some(m), Some(d)) = (parts.next(), parts.next(), parts.next()) else {
+        return 0;
+    };
+    now_unix.div_euclid(86_400) - days_from_civil(y, m, d)
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Parses `a.b.c.d/n`, `x::/n`, or a bare address (as a host route).
 pub fn parse_cidr(s: &str) -> Option<IpNet> {
     let s = s.trim();
@@ -159,6 +181,15 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))
+    }
+
+    #[test]
+    fn list_age_counts_days() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        let listed = days_from_civil(2026, 11, 24) * 86_400;
+        assert_eq!(cloudflare_list_age_days(listed + 3600), 0);
+        assert_eq!(cloudflare_list_age_days(listed + 400 * 86_400), 400);
     }
 
     #[test]
