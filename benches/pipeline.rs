@@ -54,6 +54,7 @@ fn config() -> PipelineConfig {
         hsts: None,
         rewrite_location: true,
         https_upstream: false,
+        require_client_cert: false,
     }
 }
 
@@ -62,7 +63,7 @@ fn benches(c: &mut Criterion) {
     // A Cloudflare edge address near the end of the list (worst case for the scan).
     let peer: SocketAddr = "[2c0f:f248::17]:40000".parse().unwrap();
     let local: SocketAddr = "192.0.2.10:80".parse().unwrap();
-    let conn = ConnContext::new(peer, local, Scheme::Http, &cfg.trusted);
+    let conn = ConnContext::new(peer, local, Scheme::Http, &cfg, None);
     assert!(conn.peer_trusted);
 
     c.bench_function("trust/contains_cloudflare_v4", |b| {

@@ -19,13 +19,30 @@ pub fn run(path: &Path) -> Result<Vec<String>, Vec<Problem>> {
     ));
     report.push(format!(
         "{} trusted proxy ranges (built-in Cloudflare list from {})",
-        prepared.shared.pipeline.trusted.len(),
+        prepared.shared.pipeline.load().trusted.len(),
         crate::trust::CLOUDFLARE_LIST_DATE
     ));
-    for (file, summary) in &prepared.cert_summaries {
-        match summary {
-            Some(s) => report.push(format!("certificate {file}: {s}")),
-            None => report.push(format!("certificate {file}: loaded")),
+    if let Some(store) = &prepared.certs {
+        let set = store.current();
+        for e in &set.entries {
+            match &e.cert.summary {
+                Some(s) => report.push(format!(
+                    "certificate {}: names [{}], issuer {}, serial {}, not after {}, {} days left; serves [{}]",
+                    e.spec.cert.display(),
+                    s.names.join(", "),
+                    s.issuer,
+                    s.serial,
+                    s.not_after_text,
+                    s.days_left(crate::tls::now_unix()),
+                    e.names.join(", ")
+                )),
+                None => report.push(format!("certificate {}: loaded", e.spec.cert.display())),
+            }
+        }
+        for alarm in store.alarms(crate::tls::now_unix()) {
+            if alarm.level <= tracing::Level::WARN {
+                report.push(format!("{} {}: {}", alarm.level, alarm.cert, alarm.message));
+            }
         }
     }
     Ok(report)

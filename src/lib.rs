@@ -11,6 +11,7 @@ pub mod echo;
 pub mod forwarded;
 pub mod pipeline;
 pub mod proxy;
+pub mod reload;
 pub mod server;
 pub mod tls;
 pub mod trust;

@@ -101,6 +101,21 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let reloader = server.reloader();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                tracing::error!(
+                    "cannot install the SIGHUP handler; files reload on the timer only"
+                );
+                return;
+            };
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP received: reloading certificates and trusted ranges");
+                let outcome = reloader.reload().await;
+                tracing::info!(?outcome, "reload finished");
+            }
+        });
         server.run(shutdown_signal()).await;
         ExitCode::SUCCESS
     })

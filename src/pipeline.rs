@@ -43,6 +43,7 @@ pub struct PipelineConfig {
     pub rewrite_location: bool,
     /// `backend.https_url` is set: https visitors go to the backend's TLS port.
     pub https_upstream: bool,
+    pub require_client_cert: bool,
 }
 
 impl PipelineConfig {
@@ -55,6 +56,7 @@ impl PipelineConfig {
             hsts: config.https.hsts.clone(),
             rewrite_location: config.https.rewrite_location,
             https_upstream: config.backend.https_url.is_some(),
+            require_client_cert: config.trust.require_client_cert,
         }
     }
 }
@@ -67,20 +69,36 @@ pub struct ConnContext {
     /// The scheme of this hop: https on TLS listeners, http on plain ones.
     pub listener: Scheme,
     pub peer_trusted: bool,
+    pub tls: Option<TlsInfo>,
+}
+
+/// What the TLS handshake established, for trust decisions and logs.
+#[derive(Debug, Clone, Default)]
+pub struct TlsInfo {
+    pub sni: Option<Box<str>>,
+    pub version: &'static str,
+    /// A client certificate was presented and verified against `tls.client_ca`.
+    pub client_cert_verified: bool,
 }
 
 impl ConnContext {
+    /// Decides once per connection whether the peer may speak for the visitor: its address is in
+    /// a trusted range and, with `trust.require_client_cert`, it proved itself with a client
+    /// certificate (Authenticated Origin Pulls) — address lists alone can be stale.
     pub fn new(
         peer: SocketAddr,
         local: SocketAddr,
         listener: Scheme,
-        trusted: &TrustedRanges,
+        cfg: &PipelineConfig,
+        tls: Option<TlsInfo>,
     ) -> Self {
+        let verified = tls.as_ref().is_some_and(|t| t.client_cert_verified);
         ConnContext {
             peer,
             local,
             listener,
-            peer_trusted: trusted.contains(peer.ip()),
+            peer_trusted: cfg.trusted.contains(peer.ip()) && (!cfg.require_client_cert || verified),
+            tls,
         }
     }
 }
@@ -360,6 +378,7 @@ mod tests {
             hsts: None,
             rewrite_location: true,
             https_upstream: false,
+            require_client_cert: false,
         }
     }
 
@@ -368,8 +387,61 @@ mod tests {
             peer.parse().unwrap(),
             "127.0.0.1:80".parse().unwrap(),
             listener,
-            &cfg.trusted,
+            cfg,
+            None,
         )
+    }
+
+    #[test]
+    fn mapped_ipv4_peer_is_trusted_like_ipv4() {
+        let c = cfg();
+        assert!(conn("[::ffff:127.0.0.2]:1", Scheme::Http, &c).peer_trusted);
+        assert!(!conn("[::ffff:127.0.0.3]:1", Scheme::Http, &c).peer_trusted);
+        let mut h = head(
+            "GET",
+            "/",
+            &[("host", "example.com"), ("cf-connecting-ip", "203.0.113.1")],
+        );
+        let d = decide(&c, &conn("[::ffff:127.0.0.2]:1", Scheme::Http, &c), &mut h);
+        assert_eq!(h.headers["x-forwarded-for"], "203.0.113.1");
+        assert_eq!(d.visitor.client_ip.to_string(), "203.0.113.1");
+        let mut h = head("GET", "/", &[("host", "example.com")]);
+        decide(&c, &conn("[::ffff:127.0.0.3]:1", Scheme::Http, &c), &mut h);
+        assert_eq!(h.headers["x-forwarded-for"], "127.0.0.3");
+        assert_eq!(
+            h.headers["forwarded"],
+            "for=127.0.0.3;proto=http;host=example.com"
+        );
+    }
+
+    #[test]
+    fn require_client_cert_needs_both_range_and_certificate() {
+        let mut c = cfg();
+        c.require_client_cert = true;
+        let peer = "127.0.0.2:1".parse().unwrap();
+        let local = "127.0.0.1:443".parse().unwrap();
+        let verified = TlsInfo {
+            client_cert_verified: true,
+            ..TlsInfo::default()
+        };
+        assert!(
+            ConnContext::new(peer, local, Scheme::Https, &c, Some(verified.clone())).peer_trusted
+        );
+        assert!(
+            !ConnContext::new(peer, local, Scheme::Https, &c, Some(TlsInfo::default()))
+                .peer_trusted
+        );
+        assert!(!ConnContext::new(peer, local, Scheme::Http, &c, None).peer_trusted);
+        assert!(
+            !ConnContext::new(
+                "127.0.0.3:1".parse().unwrap(),
+                local,
+                Scheme::Https,
+                &c,
+                Some(verified)
+            )
+            .peer_trusted
+        );
     }
 
     fn head(method: &str, uri: &str, headers: &[(&str, &str)]) -> Parts {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION};
 use http::{Request, Response, StatusCode};
@@ -22,9 +23,10 @@ use crate::upstream::Upstream;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
 
-/// Everything a request needs, built once per configuration.
+/// Everything a request needs, built once per configuration. The pipeline configuration is
+/// swapped whole on reload (trusted-range file); each request reads the current one once.
 pub struct Shared {
-    pub pipeline: PipelineConfig,
+    pub pipeline: ArcSwap<PipelineConfig>,
     pub upstream: Upstream,
 }
 
@@ -70,7 +72,8 @@ pub async fn handle(
     let (mut parts, body) = req.into_parts();
     let method = parts.method.clone();
     let path = parts.uri.path().to_string();
-    let decision = pipeline::decide(&shared.pipeline, &conn, &mut parts);
+    let pipeline_cfg = shared.pipeline.load();
+    let decision = pipeline::decide(&pipeline_cfg, &conn, &mut parts);
     let mut record = RequestRecord {
         start,
         method,
@@ -130,7 +133,7 @@ pub async fn handle(
                         }
                         let (mut head, body) = resp.into_parts();
                         pipeline::rewrite_response(
-                            &shared.pipeline,
+                            &pipeline_cfg,
                             &decision,
                             head.status,
                             &mut head.headers,

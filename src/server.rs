@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -17,9 +18,10 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, Problem};
-use crate::pipeline::{ConnContext, PipelineConfig};
+use crate::pipeline::{ConnContext, PipelineConfig, TlsInfo};
 use crate::proxy::{self, Shared};
-use crate::tls::{self, CertResolver};
+use crate::reload::{log_alarms, Reloader};
+use crate::tls::{self, CertStore};
 use crate::trust::{TrustedRanges, CLOUDFLARE_LIST_DATE};
 use crate::upstream::Upstream;
 use crate::visitor::Scheme;
@@ -47,13 +49,15 @@ fn problems_text(problems: &[Problem]) -> String {
         .join("\n")
 }
 
-/// Loads everything a configuration names (trusted-range file, certificates) and builds the
-/// runtime state. `origin-gate check` runs exactly this, so "check passes" means "start works"
-/// up to binding sockets.
+/// Loads everything a configuration names (trusted-range file, certificates, client CA) and
+/// builds the runtime state. `origin-gate check` runs exactly this, so "check passes" means
+/// "start works" up to binding sockets.
 pub struct Prepared {
     pub shared: Arc<Shared>,
+    /// The certificates, when there is a TLS listener or a configured certificate.
+    pub certs: Option<Arc<CertStore>>,
     pub tls: Option<TlsAcceptor>,
-    pub cert_summaries: Vec<(String, Option<tls::CertSummary>)>,
+    pub trust: crate::config::TrustConfig,
 }
 
 pub fn prepare(config: &Config) -> Result<Prepared, Vec<Problem>> {
@@ -62,84 +66,61 @@ pub fn prepare(config: &Config) -> Result<Prepared, Vec<Problem>> {
         problems.extend(p);
         TrustedRanges::default()
     });
-    if config.tls.certs.len() > 1 {
-        problems.push(Problem {
-            file: config.source.to_string(),
-            position: None,
-            key: "tls.certs".into(),
-            message: "only one certificate is supported in this version (SNI selection is not built yet); keep one [[tls.certs]] entry".into(),
-        });
-    }
-    let mut cert_summaries = Vec::new();
-    let mut cert = None;
-    for (i, spec) in config.tls.certs.iter().enumerate() {
-        match tls::load_cert(spec, i) {
-            Ok(loaded) => {
-                cert_summaries.push((spec.cert.display().to_string(), loaded.summary.clone()));
-                cert.get_or_insert(loaded);
+    let want_certs = !config.listen.https.is_empty() || !config.tls.certs.is_empty();
+    let certs = if want_certs {
+        match CertStore::load(config) {
+            Ok(c) => Some(Arc::new(c)),
+            Err(p) => {
+                problems.extend(p);
+                None
             }
-            Err(p) => problems.extend(p),
         }
-    }
-    let upstream = Upstream::new(&config.backend).map_err(|e| {
-        vec![Problem {
-            file: config.source.to_string(),
-            position: None,
-            key: "backend".into(),
-            message: e,
-        }]
+    } else {
+        None
+    };
+    let client_verifier = tls::client_verifier(&config.tls).unwrap_or_else(|p| {
+        problems.push(p);
+        None
+    });
+    let upstream = Upstream::new(&config.backend).map_err(|e| Problem {
+        file: config.source.to_string(),
+        position: None,
+        key: "backend".into(),
+        message: e,
     });
     let upstream = match upstream {
         Ok(u) => Some(u),
         Err(p) => {
-            problems.extend(p);
+            problems.push(p);
             None
         }
     };
-    if !problems.is_empty() {
-        return Err(problems);
-    }
-    let tls = if config.listen.https.is_empty() {
-        None
-    } else {
-        let cert = match cert {
-            Some(c) => c,
-            None => {
-                let mut names = config.server_names.clone();
-                if names.is_empty() {
-                    names = vec!["localhost".into(), "127.0.0.1".into()];
-                }
-                let c = tls::self_signed(&names).map_err(|m| {
-                    vec![Problem {
-                        file: config.source.to_string(),
-                        position: None,
-                        key: "tls".into(),
-                        message: m,
-                    }]
-                })?;
-                cert_summaries.push(("<self-signed fallback>".into(), c.summary.clone()));
-                c
-            }
-        };
-        let server_cfg =
-            tls::server_config(Arc::new(CertResolver::new(cert.key))).map_err(|e| {
-                vec![Problem {
+    let tls_acceptor = match (&certs, config.listen.https.is_empty()) {
+        (Some(store), false) => match tls::server_config(store.clone(), client_verifier) {
+            Ok(cfg) => Some(TlsAcceptor::from(cfg)),
+            Err(e) => {
+                problems.push(Problem {
                     file: config.source.to_string(),
                     position: None,
                     key: "tls".into(),
                     message: e.to_string(),
-                }]
-            })?;
-        Some(TlsAcceptor::from(server_cfg))
+                });
+                None
+            }
+        },
+        _ => None,
     };
-    let upstream = upstream.ok_or_else(Vec::new)?;
+    let (true, Some(upstream)) = (problems.is_empty(), upstream) else {
+        return Err(problems);
+    };
     Ok(Prepared {
         shared: Arc::new(Shared {
-            pipeline: PipelineConfig::new(config, trusted),
+            pipeline: ArcSwap::from_pointee(PipelineConfig::new(config, trusted)),
             upstream,
         }),
-        tls,
-        cert_summaries,
+        certs,
+        tls: tls_acceptor,
+        trust: config.trust.clone(),
     })
 }
 
@@ -194,6 +175,15 @@ impl Server {
             .collect()
     }
 
+    /// A handle to reload certificates and the ranges file of this server (SIGHUP does this).
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            shared: self.prepared.shared.clone(),
+            certs: self.prepared.certs.clone(),
+            trust: self.prepared.trust.clone(),
+        }
+    }
+
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
     /// within `shutdown.grace`, and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
@@ -203,6 +193,14 @@ impl Server {
             config,
         } = self;
         log_startup(&config, &prepared);
+        let maintenance = tokio::spawn(crate::reload::maintenance(
+            Reloader {
+                shared: prepared.shared.clone(),
+                certs: prepared.certs.clone(),
+                trust: prepared.trust.clone(),
+            },
+            config.tls.reload_interval,
+        ));
         let tracker = TaskTracker::new();
         let (stop_tx, stop_rx) = watch::channel(false);
         let limit = Arc::new(Semaphore::new(config.limits.max_connections));
@@ -230,6 +228,7 @@ impl Server {
         shutdown.await;
         info!(grace = ?config.shutdown_grace, "shutting down: no new connections, waiting for in-flight requests");
         let _ = stop_tx.send(true);
+        maintenance.abort();
         for l in loops {
             let _ = l.await;
         }
@@ -251,7 +250,7 @@ fn log_startup(config: &Config, prepared: &Prepared) {
         info!(backend = %prepared.shared.upstream.describe(crate::pipeline::UpstreamChoice::Primary), "backend");
     }
     info!(
-        ranges = prepared.shared.pipeline.trusted.len(),
+        ranges = prepared.shared.pipeline.load().trusted.len(),
         cloudflare_builtin = config.trust.cloudflare,
         cloudflare_list_date = CLOUDFLARE_LIST_DATE,
         "trusted proxy ranges loaded"
@@ -269,14 +268,30 @@ fn log_startup(config: &Config, prepared: &Prepared) {
             );
         }
     }
-    for (file, summary) in &prepared.cert_summaries {
-        match summary {
-            Some(s) => info!(cert = %file, "{s}"),
-            None => info!(cert = %file, "certificate loaded"),
+    if let Some(store) = &prepared.certs {
+        let set = store.current();
+        for e in &set.entries {
+            match &e.cert.summary {
+                Some(s) => {
+                    info!(cert = %e.spec.cert.display(), serves = %e.names.join(","), "certificate loaded: {s}")
+                }
+                None => info!(cert = %e.spec.cert.display(), "certificate loaded"),
+            }
         }
-    }
-    if config.tls.certs.is_empty() && !config.listen.https.is_empty() {
-        warn!("no [[tls.certs]] configured: serving a self-signed certificate; Cloudflare \"Full\" accepts it, \"Full (strict)\" needs a real or Origin CA certificate (else error 526)");
+        log_alarms(&store.alarms(crate::tls::now_unix()));
+        if !config.listen.https.is_empty() {
+            let fallback_names = set
+                .fallback
+                .summary
+                .as_ref()
+                .map(|s| s.names.join(","))
+                .unwrap_or_default();
+            if set.entries.is_empty() {
+                warn!(names = %fallback_names, "no [[tls.certs]] configured: serving a self-signed certificate; Cloudflare \"Full\" accepts it, \"Full (strict)\" needs a real or Cloudflare Origin CA certificate (else error 526)");
+            } else if config.tls.default.is_none() {
+                info!(names = %fallback_names, "handshakes without SNI or for unknown names get the self-signed fallback (set tls.default to serve a real certificate instead)");
+            }
+        }
     }
 }
 
@@ -319,73 +334,103 @@ async fn accept_loop(mut l: AcceptLoop) {
             }
         };
         let _ = stream.set_nodelay(true);
-        let local = stream.local_addr().unwrap_or_else(|_| unspecified());
-        let ctx = Arc::new(ConnContext::new(
+        let conn = Conn {
+            stream,
             peer,
-            local,
-            l.scheme,
-            &l.shared.pipeline.trusted,
-        ));
-        let shared = l.shared.clone();
-        let tls = l.tls.clone();
-        let settings = l.settings.clone();
-        let stop = l.stop.clone();
+            scheme: l.scheme,
+            shared: l.shared.clone(),
+            tls: l.tls.clone(),
+            settings: l.settings.clone(),
+            stop: l.stop.clone(),
+        };
         l.tracker.spawn(async move {
-            serve_connection(stream, ctx, shared, tls, settings, stop).await;
+            serve_connection(conn).await;
             drop(permit);
         });
     }
 }
 
-fn unspecified() -> SocketAddr {
-    SocketAddr::from(([0, 0, 0, 0], 0))
-}
-
-async fn serve_connection(
+/// One accepted connection and what serving it needs.
+struct Conn {
     stream: TcpStream,
-    ctx: Arc<ConnContext>,
+    peer: SocketAddr,
+    scheme: Scheme,
     shared: Arc<Shared>,
     tls: Option<TlsAcceptor>,
     settings: Arc<ConnSettings>,
     stop: watch::Receiver<bool>,
-) {
-    let svc_ctx = ctx.clone();
-    let svc = service_fn(move |req| proxy::handle(shared.clone(), svc_ctx.clone(), req));
+}
+
+async fn serve_connection(c: Conn) {
+    let Conn {
+        stream,
+        peer,
+        scheme,
+        shared,
+        tls,
+        settings,
+        stop,
+    } = c;
+    let local = stream
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let mut h1 = http1::Builder::new();
     h1.timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout)
         .max_buf_size(settings.max_header_bytes)
         .keep_alive(true);
+    let service = |ctx: Arc<ConnContext>| {
+        let shared = shared.clone();
+        service_fn(move |req| proxy::handle(shared.clone(), ctx.clone(), req))
+    };
 
-    let result = match (ctx.listener, tls) {
+    let result = match (scheme, tls) {
         (Scheme::Https, Some(acceptor)) => {
-            let tls_stream =
-                match tokio::time::timeout(settings.handshake_timeout, acceptor.accept(stream))
-                    .await
-                {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        debug!(peer = %ctx.peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        debug!(peer = %ctx.peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
-            let is_h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            let handshake =
+                tokio::time::timeout(settings.handshake_timeout, acceptor.accept(stream));
+            let tls_stream = match handshake.await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let session = tls_stream.get_ref().1;
+            let info = TlsInfo {
+                sni: session.server_name().map(Into::into),
+                version: match session.protocol_version() {
+                    Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+                    Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+                    _ => "TLS",
+                },
+                client_cert_verified: session.peer_certificates().is_some_and(|c| !c.is_empty()),
+            };
+            let is_h2 = session.alpn_protocol() == Some(b"h2");
+            let ctx = Arc::new(ConnContext::new(
+                peer,
+                local,
+                scheme,
+                &shared.pipeline.load(),
+                Some(info),
+            ));
             let io = TokioIo::new(tls_stream);
             if is_h2 {
                 let mut h2 = http2::Builder::new(TokioExecutor::new());
                 h2.timer(TokioTimer::new()).max_concurrent_streams(250);
-                drive(h2.serve_connection(io, svc), stop, |c| {
+                drive(h2.serve_connection(io, service(ctx)), stop, |c| {
                     c.graceful_shutdown()
                 })
                 .await
             } else {
-                drive(h1.serve_connection(io, svc).with_upgrades(), stop, |c| {
-                    c.graceful_shutdown()
-                })
+                drive(
+                    h1.serve_connection(io, service(ctx)).with_upgrades(),
+                    stop,
+                    |c| c.graceful_shutdown(),
+                )
                 .await
             }
         }
@@ -394,15 +439,24 @@ async fn serve_connection(
             return;
         }
         (Scheme::Http, _) => {
+            let ctx = Arc::new(ConnContext::new(
+                peer,
+                local,
+                scheme,
+                &shared.pipeline.load(),
+                None,
+            ));
             let io = TokioIo::new(stream);
-            drive(h1.serve_connection(io, svc).with_upgrades(), stop, |c| {
-                c.graceful_shutdown()
-            })
+            drive(
+                h1.serve_connection(io, service(ctx)).with_upgrades(),
+                stop,
+                |c| c.graceful_shutdown(),
+            )
             .await
         }
     };
     if let Err(e) = result {
-        debug!(peer = %ctx.peer, error = %e, "connection ended with an error");
+        debug!(%peer, error = %e, "connection ended with an error");
     }
 }
 

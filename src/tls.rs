@@ -1,34 +1,49 @@
-//! TLS termination: PEM loading, the certificate lookup seam, the self-signed fallback, and the
-//! rustls server configuration (TLS 1.2 and 1.3 only, ALPN `h2` and `http/1.1`).
+//! TLS termination: certificates, SNI selection, the self-signed fallback, hot reload, expiry
+//! alarms, client certificates, and the rustls server configuration.
 //!
-//! Certificate lookup goes through [`CertResolver`] (a rustls `ResolvesServerCert`), so SNI
-//! selection and hot reload change that one type and nothing else.
+//! The certificates in use live in a [`CertStore`]: an `ArcSwap` of an immutable [`CertSet`].
+//! Every handshake takes the current set (rustls calls [`CertStore::resolve`]); a reload builds a
+//! complete new set and swaps it in only when it is fully valid, so open connections are
+//! untouched, new handshakes get the new certificate, and a broken renewal never leaves a listener
+//! without a certificate (which Cloudflare would turn into error 525 for every visitor).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::ServerConfig;
+use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::{CertSpec, Problem};
+use crate::config::{CertSpec, ClientAuth, Config, Problem, TlsConfig};
 
 /// The crypto provider used everywhere (ring: small, fast to build, no C toolchain surprises).
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Facts about a loaded certificate, for `origin-gate check` and start-up logs.
+/// Facts about a leaf certificate, for `check`, logs, alarms and metrics.
 #[derive(Debug, Clone)]
 pub struct CertSummary {
+    /// SAN DNS and IP names (the subject CN only when there is no SAN).
     pub names: Vec<String>,
     pub issuer: String,
-    pub not_after: String,
-    pub days_left: i64,
+    pub serial: String,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub not_after_text: String,
+}
+
+impl CertSummary {
+    /// Whole days until `not_after`, negative once expired.
+    pub fn days_left(&self, now_unix: i64) -> i64 {
+        (self.not_after - now_unix).div_euclid(86_400)
+    }
 }
 
 impl fmt::Display for CertSummary {
@@ -38,13 +53,19 @@ impl fmt::Display for CertSummary {
             "names [{}], issuer {}, not after {} ({} days left)",
             self.names.join(", "),
             self.issuer,
-            self.not_after,
-            self.days_left
+            self.not_after_text,
+            self.days_left(now_unix())
         )
     }
 }
 
-/// A certificate chain and key, loaded and checked to belong together.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// A certificate chain and key, parsed and checked to belong together.
 #[derive(Debug, Clone)]
 pub struct LoadedCert {
     pub key: Arc<CertifiedKey>,
@@ -60,20 +81,47 @@ fn problem(file: &Path, key: String, message: String) -> Problem {
     }
 }
 
-/// Loads `[[tls.certs]]` entry `index`: the full-chain PEM, the key PEM (PKCS#8, PKCS#1 or SEC1;
-/// RSA, ECDSA or Ed25519), and checks that the key matches the leaf certificate.
-pub fn load_cert(spec: &CertSpec, index: usize) -> Result<LoadedCert, Vec<Problem>> {
+/// The raw PEM bytes of a `[[tls.certs]]` entry. Paths are followed through symlinks, so
+/// certbot's `live/` → `archive/` swap is seen.
+pub fn read_pair(spec: &CertSpec, index: usize) -> Result<(Vec<u8>, Vec<u8>), Vec<Problem>> {
+    let cert = std::fs::read(&spec.cert).map_err(|e| {
+        problem(
+            &spec.cert,
+            format!("tls.certs[{index}].cert"),
+            format!("cannot read the certificate PEM: {e}"),
+        )
+    });
+    let key = std::fs::read(&spec.key).map_err(|e| {
+        problem(
+            &spec.key,
+            format!("tls.certs[{index}].key"),
+            format!("cannot read the private key PEM: {e}"),
+        )
+    });
+    match (cert, key) {
+        (Ok(c), Ok(k)) => Ok((c, k)),
+        (c, k) => Err(c.err().into_iter().chain(k.err()).collect()),
+    }
+}
+
+/// Parses a full-chain PEM and a key PEM (PKCS#8, PKCS#1 or SEC1; RSA, ECDSA or Ed25519) and
+/// checks that the key belongs to the leaf certificate.
+pub fn parse_pair(
+    spec: &CertSpec,
+    index: usize,
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<LoadedCert, Vec<Problem>> {
     let cert_key = format!("tls.certs[{index}].cert");
     let key_key = format!("tls.certs[{index}].key");
     let mut problems = Vec::new();
-
     let chain: Result<Vec<CertificateDer<'static>>, _> =
-        CertificateDer::pem_file_iter(&spec.cert).and_then(|it| it.collect());
+        CertificateDer::pem_slice_iter(cert_pem).collect();
     let chain = match chain {
         Ok(c) if c.is_empty() => {
             problems.push(problem(
                 &spec.cert,
-                cert_key.clone(),
+                cert_key,
                 "contains no CERTIFICATE block; give the full-chain PEM (fullchain.pem)".into(),
             ));
             None
@@ -82,13 +130,13 @@ pub fn load_cert(spec: &CertSpec, index: usize) -> Result<LoadedCert, Vec<Proble
         Err(e) => {
             problems.push(problem(
                 &spec.cert,
-                cert_key.clone(),
+                cert_key,
                 format!("cannot read the certificate PEM: {}", pem_error(&e)),
             ));
             None
         }
     };
-    let key = match PrivateKeyDer::from_pem_file(&spec.key) {
+    let key = match PrivateKeyDer::from_pem_slice(key_pem) {
         Ok(k) => Some(k),
         Err(e) => {
             problems.push(problem(
@@ -102,16 +150,13 @@ pub fn load_cert(spec: &CertSpec, index: usize) -> Result<LoadedCert, Vec<Proble
     let (Some(chain), Some(key)) = (chain, key) else {
         return Err(problems);
     };
-    let signing = match provider().key_provider.load_private_key(key) {
-        Ok(k) => k,
-        Err(e) => {
-            return Err(vec![problem(
-                &spec.key,
-                key_key,
-                format!("unsupported private key: {e}"),
-            )]);
-        }
-    };
+    let signing = provider().key_provider.load_private_key(key).map_err(|e| {
+        vec![problem(
+            &spec.key,
+            key_key.clone(),
+            format!("unsupported private key: {e}"),
+        )]
+    })?;
     let summary = summarize(&chain[0]);
     let certified = CertifiedKey::new(chain, signing);
     if certified.keys_match().is_err() {
@@ -140,7 +185,7 @@ fn pem_error(e: &rustls_pki_types::pem::Error) -> String {
     }
 }
 
-/// Reads names, issuer and validity from a leaf certificate.
+/// Reads names, issuer, serial and validity from a leaf certificate.
 pub fn summarize(der: &CertificateDer<'_>) -> Option<CertSummary> {
     use x509_parser::prelude::*;
     let (_, cert) = X509Certificate::from_der(der.as_ref()).ok()?;
@@ -148,7 +193,7 @@ pub fn summarize(der: &CertificateDer<'_>) -> Option<CertSummary> {
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for n in &san.value.general_names {
             match n {
-                GeneralName::DNSName(d) => names.push((*d).to_string()),
+                GeneralName::DNSName(d) => names.push(d.to_ascii_lowercase()),
                 GeneralName::IPAddress(b) => {
                     if let Ok(a) = <[u8; 4]>::try_from(*b) {
                         names.push(std::net::IpAddr::from(a).to_string());
@@ -167,17 +212,17 @@ pub fn summarize(der: &CertificateDer<'_>) -> Option<CertSummary> {
             .next()
             .and_then(|c| c.as_str().ok())
         {
-            names.push(cn.to_string());
+            names.push(cn.to_ascii_lowercase());
         }
     }
-    let not_after = cert.validity().not_after;
-    let now = ASN1Time::now();
-    let days_left = (not_after.timestamp() - now.timestamp()).div_euclid(86_400);
+    let validity = cert.validity();
     Some(CertSummary {
         names,
         issuer: cert.issuer().to_string(),
-        not_after: not_after.to_string(),
-        days_left,
+        serial: cert.raw_serial_as_string(),
+        not_before: validity.not_before.timestamp(),
+        not_after: validity.not_after.timestamp(),
+        not_after_text: validity.not_after.to_string(),
     })
 }
 
@@ -204,34 +249,378 @@ pub fn self_signed(names: &[String]) -> Result<LoadedCert, String> {
     })
 }
 
-/// Picks the certificate for a handshake. Today one certificate serves every name; this is the
-/// seam where SNI selection goes.
+/// Does a certificate name (`example.com`, `*.example.com`) cover `host`? A wildcard covers
+/// exactly one label (RFC 6125 §6.4.3): `*.example.com` covers `www.example.com`, not
+/// `example.com` nor `a.b.example.com`.
+pub fn name_covers(pattern: &str, host: &str) -> bool {
+    if let Some(suffix) = pattern.strip_prefix("*.") {
+        return host
+            .split_once('.')
+            .is_some_and(|(label, rest)| !label.is_empty() && rest.eq_ignore_ascii_case(suffix));
+    }
+    pattern.eq_ignore_ascii_case(host)
+}
+
+/// One `[[tls.certs]]` entry as loaded.
+#[derive(Debug, Clone)]
+pub struct CertEntry {
+    pub spec: CertSpec,
+    pub index: usize,
+    pub cert: LoadedCert,
+    /// The names it serves: `hosts` when configured, else the certificate's names.
+    pub names: Vec<String>,
+    /// The PEM content it was loaded from; a reload compares content, not modification times.
+    content: (Vec<u8>, Vec<u8>),
+}
+
+impl CertEntry {
+    fn load(spec: &CertSpec, index: usize) -> Result<CertEntry, Vec<Problem>> {
+        let (c, k) = read_pair(spec, index)?;
+        CertEntry::from_content(spec, index, c, k)
+    }
+
+    fn from_content(
+        spec: &CertSpec,
+        index: usize,
+        c: Vec<u8>,
+        k: Vec<u8>,
+    ) -> Result<CertEntry, Vec<Problem>> {
+        let cert = parse_pair(spec, index, &c, &k)?;
+        let names = if spec.hosts.is_empty() {
+            cert.summary
+                .as_ref()
+                .map(|s| s.names.clone())
+                .unwrap_or_default()
+        } else {
+            spec.hosts.clone()
+        };
+        Ok(CertEntry {
+            spec: spec.clone(),
+            index,
+            cert,
+            names,
+            content: (c, k),
+        })
+    }
+}
+
+/// An immutable set of certificates with its SNI index.
 #[derive(Debug)]
-pub struct CertResolver {
-    cert: Arc<CertifiedKey>,
+pub struct CertSet {
+    pub entries: Vec<CertEntry>,
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    /// `*.example.com` is indexed under `example.com`.
+    wildcard: HashMap<String, Arc<CertifiedKey>>,
+    default: Option<Arc<CertifiedKey>>,
+    pub fallback: LoadedCert,
 }
 
-impl CertResolver {
-    pub fn new(cert: Arc<CertifiedKey>) -> Self {
-        CertResolver { cert }
+impl CertSet {
+    fn build(
+        entries: Vec<CertEntry>,
+        default_name: Option<&str>,
+        fallback: LoadedCert,
+    ) -> Result<CertSet, String> {
+        let mut exact = HashMap::new();
+        let mut wildcard = HashMap::new();
+        // Config order decides between two certificates for the same name: the first one wins.
+        for e in &entries {
+            for name in &e.names {
+                match name.strip_prefix("*.") {
+                    Some(suffix) => wildcard
+                        .entry(suffix.to_string())
+                        .or_insert_with(|| e.cert.key.clone()),
+                    None => exact
+                        .entry(name.clone())
+                        .or_insert_with(|| e.cert.key.clone()),
+                };
+            }
+        }
+        let mut set = CertSet {
+            entries,
+            exact,
+            wildcard,
+            default: None,
+            fallback,
+        };
+        if let Some(name) = default_name {
+            set.default = Some(set.lookup(name).ok_or_else(|| {
+                format!("tls.default {name:?} is not a name of any [[tls.certs]] entry")
+            })?);
+        }
+        Ok(set)
+    }
+
+    fn lookup(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        if let Some(k) = self.exact.get(&name) {
+            return Some(k.clone());
+        }
+        let (_, parent) = name.split_once('.')?;
+        self.wildcard.get(parent).cloned()
+    }
+
+    /// The certificate for a handshake: exact SNI match, then a one-label wildcard, then
+    /// `tls.default`, then the self-signed fallback.
+    pub fn select(&self, sni: Option<&str>) -> Arc<CertifiedKey> {
+        sni.and_then(|n| self.lookup(n))
+            .or_else(|| self.default.clone())
+            .unwrap_or_else(|| self.fallback.key.clone())
     }
 }
 
-impl ResolvesServerCert for CertResolver {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.cert.clone())
+/// How a reload went, for logs and metrics.
+#[derive(Debug, Default)]
+pub struct ReloadReport {
+    /// Entries whose files changed and were swapped in (by cert path).
+    pub reloaded: Vec<String>,
+    /// Entries whose files changed but were refused; the old certificate keeps serving.
+    pub refused: Vec<Problem>,
+}
+
+/// An alarm about one certificate: level and text; logged at start and hourly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alarm {
+    pub level: tracing::Level,
+    pub cert: String,
+    pub message: String,
+}
+
+/// The live certificates (see the module comment).
+pub struct CertStore {
+    current: ArcSwap<CertSet>,
+    tls: TlsConfig,
+    server_names: Vec<String>,
+    /// Serialises reloads (timer and SIGHUP may coincide).
+    reload_lock: std::sync::Mutex<()>,
+}
+
+impl fmt::Debug for CertStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertStore").finish_non_exhaustive()
     }
+}
+
+impl CertStore {
+    /// Loads every `[[tls.certs]]` entry and makes the fallback certificate.
+    pub fn load(config: &Config) -> Result<CertStore, Vec<Problem>> {
+        let mut problems = Vec::new();
+        let mut entries = Vec::new();
+        for (i, spec) in config.tls.certs.iter().enumerate() {
+            match CertEntry::load(spec, i) {
+                Ok(e) => entries.push(e),
+                Err(p) => problems.extend(p),
+            }
+        }
+        let mut fallback_names = config.server_names.clone();
+        if fallback_names.is_empty() {
+            fallback_names = vec!["localhost".into(), "127.0.0.1".into()];
+        }
+        let fallback =
+            self_signed(&fallback_names).map_err(|m| vec![config_problem(config, "tls", m)]);
+        let fallback = match fallback {
+            Ok(f) => Some(f),
+            Err(p) => {
+                problems.extend(p);
+                None
+            }
+        };
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let fallback = fallback.ok_or_else(Vec::new)?;
+        let set = CertSet::build(entries, config.tls.default.as_deref(), fallback)
+            .map_err(|m| vec![config_problem(config, "tls.default", m)])?;
+        Ok(CertStore {
+            current: ArcSwap::from_pointee(set),
+            tls: config.tls.clone(),
+            server_names: config.server_names.clone(),
+            reload_lock: std::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn current(&self) -> Arc<CertSet> {
+        self.current.load_full()
+    }
+
+    /// Re-reads every certificate and key file; entries whose content changed are parsed and,
+    /// when valid, swapped in. A changed entry that fails keeps its old certificate.
+    pub fn reload(&self) -> ReloadReport {
+        let _guard = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let old = self.current.load_full();
+        let mut report = ReloadReport::default();
+        let mut entries = Vec::with_capacity(old.entries.len());
+        for e in &old.entries {
+            let fresh = match read_pair(&e.spec, e.index) {
+                Ok((c, k))
+                    if (c.as_slice(), k.as_slice())
+                        == (e.content.0.as_slice(), e.content.1.as_slice()) =>
+                {
+                    entries.push(e.clone());
+                    continue;
+                }
+                Ok((c, k)) => CertEntry::from_content(&e.spec, e.index, c, k),
+                Err(p) => Err(p),
+            };
+            match fresh {
+                Ok(n) => {
+                    report.reloaded.push(e.spec.cert.display().to_string());
+                    entries.push(n);
+                }
+                Err(p) => {
+                    report.refused.extend(p);
+                    entries.push(e.clone());
+                }
+            }
+        }
+        if report.reloaded.is_empty() {
+            return report;
+        }
+        match CertSet::build(entries, self.tls.default.as_deref(), old.fallback.clone()) {
+            Ok(set) => self.current.store(Arc::new(set)),
+            Err(m) => {
+                report.reloaded.clear();
+                report.refused.push(Problem {
+                    file: String::new(),
+                    position: None,
+                    key: "tls.default".into(),
+                    message: m,
+                });
+            }
+        }
+        report
+    }
+
+    /// Expiry and coverage alarms for every certificate at `now_unix`.
+    pub fn alarms(&self, now_unix: i64) -> Vec<Alarm> {
+        let set = self.current();
+        let mut out = Vec::new();
+        for e in &set.entries {
+            let cert = e.spec.cert.display().to_string();
+            let Some(s) = &e.cert.summary else { continue };
+            let days = s.days_left(now_unix);
+            let (level, message) = if now_unix < s.not_before {
+                (tracing::Level::ERROR, format!("certificate is not valid yet (system clock wrong, or a future-dated certificate); clients will reject it"))
+            } else if now_unix >= s.not_after {
+                (
+                    tracing::Level::ERROR,
+                    format!("certificate EXPIRED on {}: browsers and Cloudflare Full (strict) reject it (error 526); renew now (certbot renew) — origin-gate picks the new files up by itself", s.not_after_text),
+                )
+            } else if days < self.tls.expiry_warn_days {
+                (
+                    tracing::Level::WARN,
+                    format!("certificate expires in {days} days ({}), under tls.expiry_warn_days = {}: the automatic renewals (30, 25, 20 days before expiry) have failed; run certbot renew --dry-run and read its error", s.not_after_text, self.tls.expiry_warn_days),
+                )
+            } else {
+                (
+                    tracing::Level::INFO,
+                    format!(
+                        "certificate valid, {days} days left (until {})",
+                        s.not_after_text
+                    ),
+                )
+            };
+            out.push(Alarm {
+                level,
+                cert: cert.clone(),
+                message,
+            });
+            for host in &e.spec.hosts {
+                if !s.names.iter().any(|n| name_covers(n, host)) {
+                    out.push(Alarm {
+                        level: tracing::Level::ERROR,
+                        cert: cert.clone(),
+                        message: format!("certificate does not cover the configured host {host:?} (it has [{}]); visitors to it get a name mismatch (Cloudflare 526); reissue it with that name", s.names.join(", ")),
+                    });
+                }
+            }
+        }
+        if !set.entries.is_empty() {
+            for host in &self.server_names {
+                let covered = set
+                    .entries
+                    .iter()
+                    .any(|e| e.names.iter().any(|n| name_covers(n, host)));
+                if !covered {
+                    out.push(Alarm {
+                        level: tracing::Level::ERROR,
+                        cert: "-".into(),
+                        message: format!("no certificate covers server name {host:?}: its visitors get the fallback certificate (Cloudflare Full (strict): 526); add it to the certificate (certbot -d {host})"),
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+fn config_problem(config: &Config, key: &str, message: String) -> Problem {
+    Problem {
+        file: config.source.to_string(),
+        position: None,
+        key: key.into(),
+        message,
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load().select(hello.server_name()))
+    }
+}
+
+/// Loads `tls.client_ca` into a client-certificate verifier (Authenticated Origin Pulls).
+pub fn client_verifier(
+    tls: &TlsConfig,
+) -> Result<Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>, Problem> {
+    let Some(path) = &tls.client_ca else {
+        return Ok(None);
+    };
+    let fail = |m: String| problem(path, "tls.client_ca".into(), m);
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect())
+        .map_err(|e| fail(format!("cannot read the CA PEM: {}", pem_error(&e))))?;
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(fail("contains no usable CA certificate".into()));
+    }
+    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+    let builder = match tls.client_auth {
+        ClientAuth::Required => builder,
+        ClientAuth::Optional => builder.allow_unauthenticated(),
+    };
+    builder.build().map(Some).map_err(|e| fail(e.to_string()))
 }
 
 /// The rustls server configuration: TLS 1.2 + 1.3 with rustls's safe defaults, ALPN `h2` then
-/// `http/1.1`, the default session cache (resumption on).
+/// `http/1.1`, the default in-memory session cache (resumption on), and the client verifier when
+/// `tls.client_ca` is set.
 pub fn server_config(
     resolver: Arc<dyn ResolvesServerCert>,
+    client: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
-    let mut cfg = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
-        .with_cert_resolver(resolver);
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let builder = match client {
+        Some(v) => builder.with_client_cert_verifier(v),
+        None => builder.with_no_client_auth(),
+    };
+    let mut cfg = builder.with_cert_resolver(resolver);
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_cover_exactly_one_label() {
+        assert!(name_covers("*.example.com", "www.example.com"));
+        assert!(name_covers("*.example.com", "WWW.Example.com"));
+        assert!(!name_covers("*.example.com", "example.com"));
+        assert!(!name_covers("*.example.com", "a.b.example.com"));
+        assert!(name_covers("example.com", "EXAMPLE.com"));
+    }
 }

@@ -62,7 +62,7 @@ pub fn cloudflare_ranges() -> Vec<IpNet> {
 ///
 /// Stored as masked integers so the check is a handful of compares; the list is short (Cloudflare
 /// publishes 22 ranges), so a linear scan beats anything cleverer.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TrustedRanges {
     v4: Vec<(u32, u32)>,
     v6: Vec<(u128, u128)>,

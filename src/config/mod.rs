@@ -118,6 +118,9 @@ pub struct TrustConfig {
     pub extra: Vec<IpNet>,
     pub ranges_file: Option<PathBuf>,
     pub only_trusted_peers: bool,
+    /// Believe forwarding headers only on connections with a verified client certificate
+    /// (Authenticated Origin Pulls), in addition to the address ranges.
+    pub require_client_cert: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -131,12 +134,27 @@ pub struct HttpsConfig {
 pub struct CertSpec {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// Names this certificate serves (lower-case; `*.example.com` allowed). Empty: its SAN names.
+    pub hosts: Vec<String>,
+}
+
+/// Whether TLS clients must present a certificate signed by `tls.client_ca`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    Required,
+    Optional,
 }
 
 #[derive(Debug, Clone)]
 pub struct TlsConfig {
     pub certs: Vec<CertSpec>,
+    /// Name whose certificate answers handshakes without SNI or with an unknown name.
+    pub default: Option<String>,
+    pub reload_interval: Duration,
+    pub expiry_warn_days: i64,
     pub handshake_timeout: Duration,
+    pub client_ca: Option<PathBuf>,
+    pub client_auth: ClientAuth,
 }
 
 #[derive(Debug, Clone)]
@@ -262,6 +280,21 @@ fn hint_for_serde_message(message: &str) -> String {
         }
     }
     message.to_string()
+}
+
+/// A DNS host name (letters, digits, hyphens; dot-separated), optionally `*.` + one.
+pub fn is_host_name(name: &str, wildcard: bool) -> bool {
+    let name = match name.strip_prefix("*.") {
+        Some(rest) if wildcard => rest,
+        _ => name,
+    };
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 /// 1-based line and column (in characters) of a byte offset.
@@ -468,23 +501,7 @@ impl Validator<'_> {
             rewrite_location: raw.https.rewrite_location.unwrap_or(true),
         };
 
-        let tls = TlsConfig {
-            handshake_timeout: self.duration(
-                raw.tls.handshake_timeout.as_ref(),
-                "tls.handshake_timeout",
-                Duration::from_secs(10),
-            ),
-            certs: raw
-                .tls
-                .certs
-                .iter()
-                .map(|c| CertSpec {
-                    cert: self.path(&c.get_ref().cert),
-                    key: self.path(&c.get_ref().key),
-                })
-                .collect(),
-        };
-
+        let tls = self.tls(&raw.tls);
         let log_level = match raw.log.level.as_ref() {
             None => "info".to_string(),
             Some(l) => {
@@ -544,21 +561,89 @@ impl Validator<'_> {
         })
     }
 
+    fn tls(&mut self, raw: &raw::RawTls) -> TlsConfig {
+        let certs: Vec<CertSpec> = raw
+            .certs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let c = c.get_ref();
+                CertSpec {
+                    cert: self.path(&c.cert),
+                    key: self.path(&c.key),
+                    hosts: self.host_names(
+                        c.hosts.as_ref(),
+                        &format!("tls.certs[{i}].hosts"),
+                        true,
+                    ),
+                }
+            })
+            .collect();
+        let default = raw.default.as_ref().and_then(|d| {
+            let name = d.get_ref().trim().to_ascii_lowercase();
+            if is_host_name(&name, false) {
+                Some(name)
+            } else {
+                self.problem(d, "tls.default", format!("{:?} is not a host name; give one of the certificates' names, like \"example.com\"", d.get_ref()));
+                None
+            }
+        });
+        let client_auth = match raw.client_auth.as_ref() {
+            None => ClientAuth::Required,
+            Some(a) => {
+                match a.get_ref().as_str() {
+                    "required" => ClientAuth::Required,
+                    "optional" => ClientAuth::Optional,
+                    other => {
+                        self.problem(a, "tls.client_auth", format!("{other:?} is not a client-auth mode; use \"required\" or \"optional\""));
+                        ClientAuth::Required
+                    }
+                }
+            }
+        };
+        if raw.client_auth.is_some() && raw.client_ca.is_none() {
+            if let Some(a) = raw.client_auth.as_ref() {
+                self.problem(a, "tls.client_auth", "needs tls.client_ca, the CA that signs client certificates (Cloudflare's origin-pull CA)".into());
+            }
+        }
+        TlsConfig {
+            certs,
+            default,
+            reload_interval: self.duration(
+                raw.reload_interval.as_ref(),
+                "tls.reload_interval",
+                Duration::from_secs(30),
+            ),
+            expiry_warn_days: self.integer(
+                raw.expiry_warn_days.as_ref(),
+                "tls.expiry_warn_days",
+                (1, 365),
+                19,
+            ) as i64,
+            handshake_timeout: self.duration(
+                raw.handshake_timeout.as_ref(),
+                "tls.handshake_timeout",
+                Duration::from_secs(10),
+            ),
+            client_ca: raw.client_ca.as_ref().map(|p| self.path(p)),
+            client_auth,
+        }
+    }
+
     fn server_names(&mut self, raw: Option<&TextList>) -> Vec<String> {
+        self.host_names(raw, "server_names", false)
+    }
+
+    fn host_names(&mut self, raw: Option<&TextList>, key: &str, wildcard: bool) -> Vec<String> {
         let mut out = Vec::new();
         for item in raw.map(|l| l.get_ref().as_slice()).unwrap_or_default() {
             let name = item.get_ref().trim().to_ascii_lowercase();
-            let valid = !name.is_empty()
-                && name.len() <= 253
-                && name.split('.').all(|l| {
-                    !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                });
-            if valid {
+            if is_host_name(&name, wildcard) {
                 out.push(name);
             } else {
                 self.problem(
                     item,
-                    "server_names",
+                    key,
                     format!("{:?} is not a host name; write it like \"example.com\" (no scheme, port or path)", item.get_ref()),
                 );
             }
@@ -639,6 +724,7 @@ impl Validator<'_> {
             extra,
             ranges_file: raw.ranges_file.as_ref().map(|f| self.path(f)),
             only_trusted_peers: raw.only_trusted_peers.unwrap_or(false),
+            require_client_cert: raw.require_client_cert.unwrap_or(false),
         }
     }
 }

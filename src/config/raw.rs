@@ -56,6 +56,7 @@ pub struct RawTrust {
     pub extra: Option<TextList>,
     pub ranges_file: Option<Text>,
     pub only_trusted_peers: Option<bool>,
+    pub require_client_cert: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -69,7 +70,12 @@ pub struct RawHttps {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
+    pub default: Option<Text>,
+    pub reload_interval: Option<Text>,
+    pub expiry_warn_days: Option<Spanned<i64>>,
     pub handshake_timeout: Option<Text>,
+    pub client_ca: Option<Text>,
+    pub client_auth: Option<Text>,
     #[serde(default)]
     pub certs: Vec<Spanned<RawCert>>,
 }
@@ -79,6 +85,7 @@ pub struct RawTls {
 pub struct RawCert {
     pub cert: Text,
     pub key: Text,
+    pub hosts: Option<TextList>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -299,6 +299,7 @@ pub async fn closed_port() -> SocketAddr {
 pub struct Gate {
     pub http: SocketAddr,
     pub https: Option<SocketAddr>,
+    pub reloader: origin_gate::reload::Reloader,
     stop: Option<oneshot::Sender<()>>,
     done: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -330,6 +331,7 @@ impl Gate {
             .unwrap_or_else(|e| panic!("origin-gate did not start: {e}"));
         let http = server.local_addrs(Scheme::Http)[0];
         let https = server.local_addrs(Scheme::Https).first().copied();
+        let reloader = server.reloader();
         let (stop, rx) = oneshot::channel::<()>();
         let done = tokio::spawn(server.run(async move {
             let _ = rx.await;
@@ -337,6 +339,7 @@ impl Gate {
         Gate {
             http,
             https,
+            reloader,
             stop: Some(stop),
             done: Some(done),
             _dir: dir,
@@ -595,6 +598,78 @@ pub fn request(
 // ---------------------------------------------------------------------------------------------
 // Certificates
 
+/// A certificate authority made for a test.
+pub struct TestCa {
+    key: rcgen::KeyPair,
+    cert: rcgen::Certificate,
+}
+
+/// A leaf certificate's PEM texts and DER forms.
+pub struct Issued {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key_der: Vec<u8>,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> TestCa {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let cert = params.self_signed(&key).unwrap();
+        TestCa { key, cert }
+    }
+
+    pub fn der(&self) -> CertificateDer<'static> {
+        self.cert.der().clone()
+    }
+
+    pub fn pem(&self) -> String {
+        self.cert.pem()
+    }
+
+    /// A leaf for `names` with this serial, valid from a day ago until `days_left` days from now.
+    pub fn issue(&self, names: &[&str], serial: u64, days_left: i64) -> Issued {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.serial_number = Some(rcgen::SerialNumber::from(serial));
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::days(2).max(time::Duration::days(-days_left + 1));
+        params.not_after = now + time::Duration::days(days_left) + time::Duration::hours(1);
+        if days_left < 0 {
+            params.not_after = now + time::Duration::days(days_left);
+        }
+        let leaf = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        Issued {
+            cert_pem: format!("{}{}", leaf.pem(), self.cert.pem()),
+            key_pem: key.serialize_pem(),
+            chain: vec![leaf.der().clone(), self.cert.der().clone()],
+            key_der: key.serialize_der(),
+        }
+    }
+
+    /// A client certificate (for mutual TLS) signed by this CA.
+    pub fn client_identity(
+        &self,
+        serial: u64,
+    ) -> (
+        Vec<CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ) {
+        let issued = self.issue(&["client.example"], serial, 30);
+        (
+            issued.chain,
+            rustls::pki_types::PrivateKeyDer::try_from(issued.key_der).unwrap(),
+        )
+    }
+}
+
 /// A CA and a leaf certificate made for the test, written as PEM files.
 pub struct TestCert {
     pub dir: tempfile::TempDir,
@@ -607,30 +682,20 @@ pub struct TestCert {
 
 impl TestCert {
     pub fn new(names: &[&str]) -> TestCert {
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "origin-gate test CA");
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let leaf_key = rcgen::KeyPair::generate().unwrap();
-        let leaf_params =
-            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).unwrap();
+        let ca = TestCa::new("origin-gate test CA");
+        let issued = ca.issue(names, 1, 90);
         let dir = tempfile::tempdir().unwrap();
         let cert_path = dir.path().join("fullchain.pem");
         let key_path = dir.path().join("privkey.pem");
-        std::fs::write(&cert_path, format!("{}{}", leaf.pem(), ca.pem())).unwrap();
-        std::fs::write(&key_path, leaf_key.serialize_pem()).unwrap();
+        std::fs::write(&cert_path, &issued.cert_pem).unwrap();
+        std::fs::write(&key_path, &issued.key_pem).unwrap();
         TestCert {
             dir,
             cert_path,
             key_path,
-            ca_der: ca.der().clone(),
-            chain: vec![leaf.der().clone(), ca.der().clone()],
-            key_der: leaf_key.serialize_der(),
+            ca_der: ca.der(),
+            chain: issued.chain,
+            key_der: issued.key_der,
         }
     }
 
