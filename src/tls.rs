@@ -500,7 +500,7 @@ impl CertStore {
             let Some(s) = &e.cert.summary else { continue };
             let days = s.days_left(now_unix);
             let (level, message) = if now_unix < s.not_before {
-                (tracing::Level::ERROR, format!("certificate is not valid yet (system clock wrong, or a future-dated certificate); clients will reject it"))
+                (tracing::Level::ERROR, "certificate is not valid yet (system clock wrong, or a future-dated certificate); clients will reject it".to_string())
             } else if now_unix >= s.not_after {
                 (
                     tracing::Level::ERROR,
