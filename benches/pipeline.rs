@@ -96,7 +96,8 @@ fn benches(c: &mut Criterion) {
         "198.51.100.7:5555".parse().unwrap(),
         local,
         Scheme::Http,
-        &cfg.trusted,
+        &cfg,
+        None,
     );
     let mut open = cfg.clone();
     open.only_trusted_peers = false;
