@@ -373,6 +373,8 @@ pub struct GateProcess {
     pub http: SocketAddr,
     pub https: Option<SocketAddr>,
     pub log: mpsc::Receiver<String>,
+    /// Every log line up to and including the "listening" lines.
+    pub startup: Vec<String>,
 }
 
 pub fn binary() -> PathBuf {
@@ -428,6 +430,7 @@ impl GateProcess {
             http: http.unwrap(),
             https,
             log: rx,
+            startup: seen,
         }
     }
 
@@ -676,6 +679,7 @@ pub struct TestCert {
     pub cert_path: PathBuf,
     pub key_path: PathBuf,
     pub ca_der: CertificateDer<'static>,
+    pub ca_pem: String,
     pub chain: Vec<CertificateDer<'static>>,
     pub key_der: Vec<u8>,
 }
@@ -694,6 +698,7 @@ impl TestCert {
             cert_path,
             key_path,
             ca_der: ca.der(),
+            ca_pem: ca.pem(),
             chain: issued.chain,
             key_der: issued.key_der,
         }
@@ -733,53 +738,57 @@ impl TestCert {
     }
 }
 
-/// A client that accepts any server certificate (only for tests that are not about TLS trust).
-pub fn insecure_client(alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
-    #[derive(Debug)]
-    struct AnyCert;
-    impl rustls::client::danger::ServerCertVerifier for AnyCert {
-        fn verify_server_cert(
-            &self,
-            _: &CertificateDer<'_>,
-            _: &[CertificateDer<'_>],
-            _: &ServerName<'_>,
-            _: &[u8],
-            _: rustls::pki_types::UnixTime,
-        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-            Ok(rustls::client::danger::ServerCertVerified::assertion())
-        }
-        fn verify_tls12_signature(
-            &self,
-            m: &[u8],
-            c: &CertificateDer<'_>,
-            d: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(
-                m,
-                c,
-                d,
-                &origin_gate::tls::provider().signature_verification_algorithms,
-            )
-        }
-        fn verify_tls13_signature(
-            &self,
-            m: &[u8],
-            c: &CertificateDer<'_>,
-            d: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(
-                m,
-                c,
-                d,
-                &origin_gate::tls::provider().signature_verification_algorithms,
-            )
-        }
-        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            origin_gate::tls::provider()
-                .signature_verification_algorithms
-                .supported_schemes()
-        }
+/// Accepts any server certificate (only for tests that are not about TLS trust); signatures are
+/// still checked.
+#[derive(Debug)]
+pub struct AnyCert;
+
+impl rustls::client::danger::ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
     }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            m,
+            c,
+            d,
+            &origin_gate::tls::provider().signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            m,
+            c,
+            d,
+            &origin_gate::tls::provider().signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        origin_gate::tls::provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A client that accepts any server certificate.
+pub fn insecure_client(alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
     let mut cfg = rustls::ClientConfig::builder_with_provider(origin_gate::tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
