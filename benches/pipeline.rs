@@ -10,6 +10,8 @@ use std::net::SocketAddr;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::request::Parts;
 use http::Request;
+use origin_gate::access::AccessRule;
+use origin_gate::config::AcmeMode;
 use origin_gate::pipeline::{self, ConnContext, PipelineConfig};
 use origin_gate::trust::{cloudflare_ranges, TrustedRanges};
 use origin_gate::visitor::{self, Scheme};
@@ -45,6 +47,18 @@ fn cloudflare_request() -> Parts {
         .0
 }
 
+fn rule(prefix: &str, allow: &[&str], deny: &[&str]) -> AccessRule {
+    AccessRule {
+        prefix: prefix.into(),
+        host: None,
+        htpasswd: None,
+        realm: "Restricted".into(),
+        allow: allow.iter().map(|n| n.parse().unwrap()).collect(),
+        deny: deny.iter().map(|n| n.parse().unwrap()).collect(),
+        pass_authorization: false,
+    }
+}
+
 fn config() -> PipelineConfig {
     PipelineConfig {
         trusted: TrustedRanges::new(&cloudflare_ranges()),
@@ -55,6 +69,14 @@ fn config() -> PipelineConfig {
         rewrite_location: true,
         https_upstream: false,
         require_client_cert: false,
+        // The usual WordPress rules: wp-admin for one office network, xmlrpc.php closed,
+        // admin-ajax.php open for front-end plugins.
+        access: vec![
+            rule("/wp-admin/", &["203.0.113.0/24"], &[]),
+            rule("/wp-admin/admin-ajax.php", &[], &[]),
+            rule("/xmlrpc.php", &[], &["0.0.0.0/0", "::/0"]),
+        ],
+        acme: AcmeMode::Proxy,
     }
 }
 

@@ -5,10 +5,12 @@
 //! (`proxy`). Decisions are plain functions, tested and benchmarked without sockets.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod check;
 pub mod config;
 pub mod echo;
 pub mod forwarded;
+pub mod htpasswd;
 pub mod pipeline;
 pub mod proxy;
 pub mod reload;

@@ -23,7 +23,8 @@ use http::request::Parts;
 use http::uri::Authority;
 use http::{HeaderMap, Method, StatusCode, Version};
 
-use crate::config::Config;
+use crate::access::{self, AccessRule, AcmePath};
+use crate::config::{AcmeMode, Config};
 use crate::forwarded::{self, host_name};
 use crate::trust::TrustedRanges;
 use crate::visitor::{self, Scheme, Visitor};
@@ -44,10 +45,12 @@ pub struct PipelineConfig {
     /// `backend.https_url` is set: https visitors go to the backend's TLS port.
     pub https_upstream: bool,
     pub require_client_cert: bool,
+    pub access: Vec<AccessRule>,
+    pub acme: AcmeMode,
 }
 
 impl PipelineConfig {
-    pub fn new(config: &Config, trusted: TrustedRanges) -> Self {
+    pub fn new(config: &Config, trusted: TrustedRanges, access: Vec<AccessRule>) -> Self {
         PipelineConfig {
             trusted,
             only_trusted_peers: config.trust.only_trusted_peers,
@@ -57,6 +60,8 @@ impl PipelineConfig {
             rewrite_location: config.https.rewrite_location,
             https_upstream: config.backend.https_url.is_some(),
             require_client_cert: config.trust.require_client_cert,
+            access,
+            acme: config.acme.clone(),
         }
     }
 }
@@ -110,6 +115,8 @@ pub enum Route {
     Acme,
     Redirect,
     Lockdown,
+    AuthDenied,
+    IpDenied,
     BadRequest,
     Misdirected,
     Echo,
@@ -122,6 +129,8 @@ impl Route {
             Route::Acme => "acme",
             Route::Redirect => "redirect",
             Route::Lockdown => "lockdown",
+            Route::AuthDenied => "auth_denied",
+            Route::IpDenied => "ip_denied",
             Route::BadRequest => "bad_request",
             Route::Misdirected => "misdirected",
             Route::Echo => "echo",
@@ -136,6 +145,8 @@ pub enum UpstreamChoice {
     Primary,
     /// `backend.https_url`, for https visitors when configured.
     Https,
+    /// `acme.backend`, for ACME challenges when configured.
+    Acme,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,7 +156,11 @@ pub enum Action {
     Forward {
         upstream: UpstreamChoice,
         upgrade: Option<HeaderValue>,
+        /// Index of the access rule whose Basic auth must pass first.
+        auth: Option<usize>,
     },
+    /// Answer an ACME challenge from `acme.webroot`.
+    AcmeWebroot { token: String },
     Redirect {
         status: StatusCode,
         location: HeaderValue,
@@ -166,12 +181,6 @@ pub struct Decision {
     pub action: Action,
 }
 
-/// Is this an ACME HTTP-01 challenge fetch? Those are exempt from lockdown and redirects: the CA
-/// fetches them over plain http from its own addresses and follows no login.
-pub fn is_acme_challenge(method: &Method, path: &str) -> bool {
-    (method == Method::GET || method == Method::HEAD) && path.starts_with(ACME_CHALLENGE_PREFIX)
-}
-
 /// Decides what to do with a request head, rewriting its headers in place for forwarding.
 pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Decision {
     let visitor = visitor::resolve(
@@ -181,16 +190,17 @@ pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Deci
         &cfg.trusted,
         &req.headers,
     );
-    let respond = |route, status, message| Decision {
+    let respond = |host, route, status, message| Decision {
         visitor,
-        host: None,
+        host,
         route,
         action: Action::Respond { status, message },
     };
 
+    // 1. Host.
     let host = match request_host(req) {
         Ok(h) => h,
-        Err(message) => return respond(Route::BadRequest, StatusCode::BAD_REQUEST, message),
+        Err(message) => return respond(None, Route::BadRequest, StatusCode::BAD_REQUEST, message),
     };
     let name = host_name(host.to_str().unwrap_or(""));
     if !cfg.server_names.is_empty()
@@ -199,26 +209,38 @@ pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Deci
             .iter()
             .any(|n| n.eq_ignore_ascii_case(name))
     {
-        let mut d = respond(
+        let message = "This server does not serve that host name.";
+        return respond(
+            Some(host),
             Route::Misdirected,
             StatusCode::MISDIRECTED_REQUEST,
-            "This server does not serve that host name.",
+            message,
         );
-        d.host = Some(host);
-        return d;
     }
 
-    let acme = is_acme_challenge(&req.method, req.uri.path());
+    // The ACME exemption is decided on the raw path: exactly a token under the prefix, else 404.
+    let acme_token = if req.method == Method::GET || req.method == Method::HEAD {
+        match access::acme_path(req.uri.path()) {
+            AcmePath::No => None,
+            AcmePath::Token(t) => Some(t.to_string()),
+            AcmePath::Invalid => {
+                let message = "Not an ACME challenge token.";
+                return respond(Some(host), Route::Acme, StatusCode::NOT_FOUND, message);
+            }
+        }
+    } else {
+        None
+    };
+    let acme = acme_token.is_some();
+
+    // 3. Lockdown.
     if cfg.only_trusted_peers && !conn.peer_trusted && !acme {
-        let mut d = respond(
-            Route::Lockdown,
-            StatusCode::FORBIDDEN,
-            "Direct access to this origin is not allowed.",
-        );
-        d.host = Some(host);
-        return d;
+        let message = "Direct access to this origin is not allowed.";
+        return respond(Some(host), Route::Lockdown, StatusCode::FORBIDDEN, message);
     }
 
+    // 4. Redirect to https, before any credentials are asked for: a password must never be
+    //    requested over plain http.
     if cfg.https_redirect && visitor.scheme == Scheme::Http && !acme {
         let action = match redirect_location(name, req) {
             Some(location) => Action::Redirect {
@@ -244,6 +266,56 @@ pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Deci
         };
     }
 
+    // 5. Access rules, on the normalised path, which is also what the backend receives.
+    let mut auth = None;
+    if !acme && !cfg.access.is_empty() {
+        let normalized = match access::normalize_path(req.uri.path()) {
+            Ok(p) => p,
+            Err(_) => {
+                return respond(
+                    Some(host),
+                    Route::BadRequest,
+                    StatusCode::BAD_REQUEST,
+                    "Malformed request path.",
+                )
+            }
+        };
+        if normalized != req.uri.path() && !replace_path(req, &normalized) {
+            return respond(
+                Some(host),
+                Route::BadRequest,
+                StatusCode::BAD_REQUEST,
+                "Malformed request path.",
+            );
+        }
+        let lower = normalized.to_ascii_lowercase();
+        if let Some((index, rule)) = access::match_rule(&cfg.access, name, &lower) {
+            if !rule.admits(visitor.client_ip) {
+                return respond(
+                    Some(host),
+                    Route::IpDenied,
+                    StatusCode::FORBIDDEN,
+                    "Access from your address is not allowed.",
+                );
+            }
+            if rule.htpasswd.is_some() {
+                auth = Some(index);
+            }
+        }
+    }
+
+    if let (Some(token), AcmeMode::Webroot(_)) = (&acme_token, &cfg.acme) {
+        return Decision {
+            visitor,
+            host: Some(host),
+            route: Route::Acme,
+            action: Action::AcmeWebroot {
+                token: token.clone(),
+            },
+        };
+    }
+
+    // 6. Rewrite.
     let upgrade = forwarded::strip_hop_by_hop(&mut req.headers)
         // Upgrade is an HTTP/1.1 mechanism; HTTP/2 clients use extended CONNECT instead.
         .filter(|_| req.version == Version::HTTP_11);
@@ -260,7 +332,9 @@ pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Deci
             .insert(CONNECTION, HeaderValue::from_static("upgrade"));
         req.headers.insert(UPGRADE, proto.clone());
     }
-    let upstream = if cfg.https_upstream && visitor.scheme == Scheme::Https {
+    let upstream = if acme && matches!(cfg.acme, AcmeMode::Backend(_)) {
+        UpstreamChoice::Acme
+    } else if cfg.https_upstream && visitor.scheme == Scheme::Https {
         UpstreamChoice::Https
     } else {
         UpstreamChoice::Primary
@@ -269,7 +343,31 @@ pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Deci
         visitor,
         host: Some(host),
         route: if acme { Route::Acme } else { Route::Proxy },
-        action: Action::Forward { upstream, upgrade },
+        action: Action::Forward {
+            upstream,
+            upgrade,
+            auth,
+        },
+    }
+}
+
+/// Puts the normalised path into the request target, keeping the query.
+fn replace_path(req: &mut Parts, path: &str) -> bool {
+    let pq = match req.uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let mut parts = req.uri.clone().into_parts();
+    parts.path_and_query = pq.parse().ok();
+    if parts.path_and_query.is_none() {
+        return false;
+    }
+    match http::Uri::from_parts(parts) {
+        Ok(uri) => {
+            req.uri = uri;
+            true
+        }
+        Err(_) => false,
     }
 }
 
@@ -379,6 +477,8 @@ mod tests {
             rewrite_location: true,
             https_upstream: false,
             require_client_cert: false,
+            access: vec![],
+            acme: AcmeMode::Proxy,
         }
     }
 

@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION};
+use http::header::{
+    HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE,
+};
 use http::{Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
@@ -16,6 +18,8 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
 use tracing::{debug, info, warn};
 
+use crate::access::{self, AccessRule};
+use crate::config::AcmeMode;
 use crate::echo;
 use crate::pipeline::{self, Action, ConnContext, PipelineConfig, Route};
 use crate::upstream::Upstream;
@@ -60,6 +64,7 @@ struct RequestRecord {
     route: Route,
     status: u16,
     upstream_error: Option<&'static str>,
+    user: Option<String>,
 }
 
 /// Handles one request. Never fails: every error becomes a response and a log line.
@@ -71,7 +76,7 @@ pub async fn handle(
     let start = Instant::now();
     let (mut parts, body) = req.into_parts();
     let method = parts.method.clone();
-    let path = parts.uri.path().to_string();
+    let raw_path = parts.uri.path().to_string();
     let pipeline_cfg = shared.pipeline.load();
     let decision = pipeline::decide(&pipeline_cfg, &conn, &mut parts);
     let mut record = RequestRecord {
@@ -83,12 +88,13 @@ pub async fn handle(
             .and_then(|h| h.to_str().ok())
             .unwrap_or("-")
             .to_string(),
-        path,
+        path: raw_path,
         client_ip: decision.visitor.client_ip,
         peer: conn.peer,
         route: decision.route,
         status: 0,
         upstream_error: None,
+        user: None,
     };
 
     let response = match &decision.action {
@@ -97,7 +103,13 @@ pub async fn handle(
                 Route::Lockdown => {
                     warn!(peer = %conn.peer, "lockdown: refused a request from a peer outside the trusted ranges")
                 }
+                Route::IpDenied => {
+                    info!(client = %decision.visitor.client_ip, path = %record.path, "access rule: address not allowed")
+                }
                 Route::BadRequest => info!(peer = %conn.peer, reason = message, "bad request"),
+                Route::Acme => {
+                    info!(client = %decision.visitor.client_ip, path = %record.path, "not a valid ACME challenge path; answered 404 without looking anything up")
+                }
                 _ => {}
             }
             text_response(*status, message)
@@ -107,8 +119,23 @@ pub async fn handle(
             resp.headers_mut().insert(LOCATION, location.clone());
             resp
         }
-        Action::Forward { upstream, upgrade } => {
-            if shared.upstream.is_echo() {
+        Action::AcmeWebroot { token } => match &pipeline_cfg.acme {
+            AcmeMode::Webroot(dir) => serve_acme_file(dir, token).await,
+            _ => text_response(StatusCode::NOT_FOUND, "Not found."),
+        },
+        Action::Forward {
+            upstream,
+            upgrade,
+            auth,
+        } => {
+            let denied = match auth.and_then(|i| pipeline_cfg.access.get(i)) {
+                Some(rule) => check_basic_auth(rule, &mut parts.headers, &mut record).await,
+                None => None,
+            };
+            if let Some(resp) = denied {
+                record.route = Route::AuthDenied;
+                resp
+            } else if shared.upstream.is_echo(*upstream) {
                 record.route = Route::Echo;
                 let value = echo::describe(
                     parts.method.as_str(),
@@ -149,7 +176,119 @@ pub async fn handle(
             }
         }
     };
+    if record.route == Route::Acme {
+        let answered_by = match &decision.action {
+            Action::AcmeWebroot { .. } => match &pipeline_cfg.acme {
+                AcmeMode::Webroot(dir) => Some(format!("acme.webroot {}", dir.display())),
+                _ => None,
+            },
+            Action::Forward { upstream, .. } => Some(shared.upstream.describe(*upstream)),
+            _ => None,
+        };
+        if let Some(by) = answered_by {
+            log_acme(&record, response.status(), &by);
+        }
+    }
     Ok(finish(response, record))
+}
+
+/// Every challenge fetch is logged: the renewal it belongs to fails silently otherwise.
+fn log_acme(record: &RequestRecord, status: StatusCode, answered_by: &str) {
+    let token = record
+        .path
+        .strip_prefix(pipeline::ACME_CHALLENGE_PREFIX)
+        .unwrap_or("");
+    let token_prefix = token.get(..8).unwrap_or(token);
+    if status == StatusCode::OK {
+        info!(token = %format_args!("{token_prefix}…"), source = %record.client_ip, status = status.as_u16(), answered_by, "ACME challenge answered");
+    } else {
+        warn!(
+            token = %format_args!("{token_prefix}…"),
+            source = %record.client_ip,
+            status = status.as_u16(),
+            answered_by,
+            "ACME challenge NOT answered with 200: the certificate authority cannot validate, so this certificate renewal will fail; check that the ACME client wrote the token where {answered_by} serves it"
+        );
+    }
+}
+
+/// Serves `DIR/.well-known/acme-challenge/<token>` (the token is base64url only, checked by the
+/// pipeline, so the path cannot leave the directory).
+async fn serve_acme_file(dir: &std::path::Path, token: &str) -> Response<ProxyBody> {
+    let path = dir.join(".well-known").join("acme-challenge").join(token);
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => {
+            let mut resp = Response::new(full(bytes));
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            resp
+        }
+        Err(e) => {
+            debug!(path = %path.display(), error = %e, "ACME token file not readable");
+            text_response(StatusCode::NOT_FOUND, "No such ACME challenge token.")
+        }
+    }
+}
+
+/// Runs the Basic-auth check of an access rule. `None`: let the request through (with
+/// `Authorization` removed unless the rule passes it on); `Some(401)` otherwise.
+///
+/// WordPress treats any Basic credentials as "site protected" and turns off Application
+/// Passwords, hence the removal by default.
+async fn check_basic_auth(
+    rule: &AccessRule,
+    headers: &mut http::HeaderMap,
+    record: &mut RequestRecord,
+) -> Option<Response<ProxyBody>> {
+    let file = rule.htpasswd.clone()?;
+    let header = headers.get(AUTHORIZATION).cloned();
+    let outcome = match &header {
+        None => Err("no credentials"),
+        Some(h) => match access::parse_basic(h.as_bytes()) {
+            None => Err("malformed Authorization header"),
+            Some(creds) => {
+                record.user = Some(creds.user.clone());
+                let ok = file.recently_verified(h.as_bytes()) || {
+                    // bcrypt costs milliseconds on purpose: keep it off the async workers.
+                    let bytes = h.as_bytes().to_vec();
+                    tokio::task::spawn_blocking(move || {
+                        file.verify(&bytes, &creds.user, &creds.password)
+                    })
+                    .await
+                    .unwrap_or(false)
+                };
+                if ok {
+                    Ok(())
+                } else {
+                    Err("wrong user or password")
+                }
+            }
+        },
+    };
+    match outcome {
+        Ok(()) => {
+            if !rule.pass_authorization {
+                headers.remove(AUTHORIZATION);
+            }
+            None
+        }
+        Err(reason) => {
+            let user = record.user.as_deref().unwrap_or("-");
+            if header.is_some() {
+                warn!(user, reason, client = %record.client_ip, path = %record.path, "Basic auth failed");
+            } else {
+                debug!(client = %record.client_ip, path = %record.path, "Basic auth: credentials requested");
+            }
+            let mut resp = text_response(StatusCode::UNAUTHORIZED, "Authentication required.");
+            let challenge = HeaderValue::from_str(&format!(
+                "Basic realm=\"{}\", charset=\"UTF-8\"",
+                rule.realm
+            ))
+            .unwrap_or_else(|_| HeaderValue::from_static("Basic realm=\"Restricted\""));
+            resp.headers_mut().insert(WWW_AUTHENTICATE, challenge);
+            Some(resp)
+        }
+    }
 }
 
 fn status_message(status: StatusCode) -> &'static str {
@@ -238,6 +377,7 @@ impl Drop for LoggedBody {
                 peer = %r.peer,
                 route = r.route.as_str(),
                 upstream_error = r.upstream_error.unwrap_or("-"),
+                user = r.user.as_deref().unwrap_or("-"),
                 "request"
             );
         }

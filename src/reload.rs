@@ -11,6 +11,7 @@ use std::time::Duration;
 use tracing::{error, info, warn, Level};
 
 use crate::config::TrustConfig;
+use crate::htpasswd::HtpasswdFile;
 use crate::pipeline::PipelineConfig;
 use crate::proxy::Shared;
 use crate::tls::{now_unix, Alarm, CertStore};
@@ -23,6 +24,8 @@ pub struct ReloadOutcome {
     pub certs_refused: usize,
     pub ranges_reloaded: bool,
     pub ranges_refused: bool,
+    pub htpasswd_reloaded: usize,
+    pub htpasswd_refused: usize,
 }
 
 /// A handle that reloads the running server's files.
@@ -31,6 +34,7 @@ pub struct Reloader {
     pub(crate) shared: Arc<Shared>,
     pub(crate) certs: Option<Arc<CertStore>>,
     pub(crate) trust: TrustConfig,
+    pub(crate) htpasswd: Vec<Arc<HtpasswdFile>>,
 }
 
 impl Reloader {
@@ -87,6 +91,21 @@ impl Reloader {
                         );
                     }
                     outcome.ranges_refused = true;
+                }
+            }
+        }
+        for file in &self.htpasswd {
+            match file.reload() {
+                Ok(true) => {
+                    info!(file = %file.path.display(), users = file.users(), "htpasswd file reloaded");
+                    outcome.htpasswd_reloaded += 1;
+                }
+                Ok(false) => {}
+                Err(problems) => {
+                    for p in problems {
+                        error!("htpasswd file not reloaded, the previous users stay in force: {p}");
+                    }
+                    outcome.htpasswd_refused += 1;
                 }
             }
         }

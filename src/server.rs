@@ -17,7 +17,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
+use crate::access::AccessRule;
 use crate::config::{Config, Problem};
+use crate::htpasswd::HtpasswdFile;
 use crate::pipeline::{ConnContext, PipelineConfig, TlsInfo};
 use crate::proxy::{self, Shared};
 use crate::reload::{log_alarms, Reloader};
@@ -58,6 +60,7 @@ pub struct Prepared {
     pub certs: Option<Arc<CertStore>>,
     pub tls: Option<TlsAcceptor>,
     pub trust: crate::config::TrustConfig,
+    pub htpasswd: Vec<Arc<HtpasswdFile>>,
 }
 
 pub fn prepare(config: &Config) -> Result<Prepared, Vec<Problem>> {
@@ -82,7 +85,15 @@ pub fn prepare(config: &Config) -> Result<Prepared, Vec<Problem>> {
         problems.push(p);
         None
     });
-    let upstream = Upstream::new(&config.backend).map_err(|e| Problem {
+    let acme_backend = match &config.acme {
+        crate::config::AcmeMode::Backend(u) => Some(u.clone()),
+        _ => None,
+    };
+    let (access, htpasswd) = access_rules(config).unwrap_or_else(|p| {
+        problems.extend(p);
+        (Vec::new(), Vec::new())
+    });
+    let upstream = Upstream::new(&config.backend, acme_backend).map_err(|e| Problem {
         file: config.source.to_string(),
         position: None,
         key: "backend".into(),
@@ -115,13 +126,55 @@ pub fn prepare(config: &Config) -> Result<Prepared, Vec<Problem>> {
     };
     Ok(Prepared {
         shared: Arc::new(Shared {
-            pipeline: ArcSwap::from_pointee(PipelineConfig::new(config, trusted)),
+            pipeline: ArcSwap::from_pointee(PipelineConfig::new(config, trusted, access)),
             upstream,
         }),
         certs,
         tls: tls_acceptor,
         trust: config.trust.clone(),
+        htpasswd,
     })
+}
+
+/// Builds the access rules, loading each htpasswd file once however many rules name it.
+type AccessSetup = (Vec<AccessRule>, Vec<Arc<HtpasswdFile>>);
+
+fn access_rules(config: &Config) -> Result<AccessSetup, Vec<Problem>> {
+    let mut files: Vec<Arc<HtpasswdFile>> = Vec::new();
+    let mut rules = Vec::new();
+    let mut problems = Vec::new();
+    for r in &config.access {
+        let htpasswd = match &r.htpasswd {
+            None => None,
+            Some(path) => match files.iter().find(|f| f.path == *path) {
+                Some(f) => Some(f.clone()),
+                None => match HtpasswdFile::load(path) {
+                    Ok(f) => {
+                        files.push(f.clone());
+                        Some(f)
+                    }
+                    Err(p) => {
+                        problems.extend(p);
+                        None
+                    }
+                },
+            },
+        };
+        rules.push(AccessRule {
+            prefix: r.prefix.clone(),
+            host: r.host.clone(),
+            htpasswd,
+            realm: r.realm.clone(),
+            allow: r.allow.clone(),
+            deny: r.deny.clone(),
+            pass_authorization: r.pass_authorization,
+        });
+    }
+    if problems.is_empty() {
+        Ok((rules, files))
+    } else {
+        Err(problems)
+    }
 }
 
 /// A bound, not yet running origin-gate.
@@ -181,6 +234,7 @@ impl Server {
             shared: self.prepared.shared.clone(),
             certs: self.prepared.certs.clone(),
             trust: self.prepared.trust.clone(),
+            htpasswd: self.prepared.htpasswd.clone(),
         }
     }
 
@@ -198,6 +252,7 @@ impl Server {
                 shared: prepared.shared.clone(),
                 certs: prepared.certs.clone(),
                 trust: prepared.trust.clone(),
+                htpasswd: prepared.htpasswd.clone(),
             },
             config.tls.reload_interval,
         ));
@@ -244,7 +299,11 @@ impl Server {
 
 fn log_startup(config: &Config, prepared: &Prepared) {
     info!(config = %config.source, version = env!("CARGO_PKG_VERSION"), "origin-gate starting");
-    if prepared.shared.upstream.is_echo() {
+    if prepared
+        .shared
+        .upstream
+        .is_echo(crate::pipeline::UpstreamChoice::Primary)
+    {
         info!("backend: embedded echo origin (no backend configured); responses show what WordPress would see");
     } else {
         info!(backend = %prepared.shared.upstream.describe(crate::pipeline::UpstreamChoice::Primary), "backend");

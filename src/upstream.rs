@@ -65,12 +65,13 @@ pub struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, Incoming>,
     primary: Option<Uri>,
     https: Option<Uri>,
+    acme: Option<Uri>,
     connect_timeout: Duration,
     response_timeout: Duration,
 }
 
 impl Upstream {
-    pub fn new(cfg: &BackendConfig) -> Result<Upstream, String> {
+    pub fn new(cfg: &BackendConfig, acme: Option<Uri>) -> Result<Upstream, String> {
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(cfg.connect_timeout));
         // Small request heads must not wait for Nagle's algorithm on the loopback hop.
@@ -94,20 +95,22 @@ impl Upstream {
                 BackendTarget::Echo => None,
             },
             https: cfg.https_url.clone(),
+            acme,
             connect_timeout: cfg.connect_timeout,
             response_timeout: cfg.response_timeout,
         })
     }
 
-    /// Is there a real backend (false: the embedded echo origin answers)?
-    pub fn is_echo(&self) -> bool {
-        self.primary.is_none()
+    /// Does the embedded echo origin answer this choice (no real backend configured)?
+    pub fn is_echo(&self, choice: UpstreamChoice) -> bool {
+        self.base(choice).is_none()
     }
 
     fn base(&self, choice: UpstreamChoice) -> Option<&Uri> {
         match choice {
             UpstreamChoice::Https => self.https.as_ref().or(self.primary.as_ref()),
             UpstreamChoice::Primary => self.primary.as_ref(),
+            UpstreamChoice::Acme => self.acme.as_ref().or(self.primary.as_ref()),
         }
     }
 

@@ -164,6 +164,17 @@ pub struct Limits {
     pub max_connections: usize,
 }
 
+/// How ACME HTTP-01 challenges are answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcmeMode {
+    /// Forwarded to the backend like any request (the host's or WordPress's webroot answers).
+    Proxy,
+    /// Served from `DIR/.well-known/acme-challenge/<token>` (the layout `certbot --webroot` writes).
+    Webroot(PathBuf),
+    /// Sent to a separate responder (e.g. `certbot --standalone --http-01-port 8402`).
+    Backend(Uri),
+}
+
 /// The validated runtime configuration. Only this form is seen outside `config`.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -174,6 +185,8 @@ pub struct Config {
     pub trust: TrustConfig,
     pub https: HttpsConfig,
     pub tls: TlsConfig,
+    pub access: Vec<crate::access::AccessRuleConfig>,
+    pub acme: AcmeMode,
     pub log_level: String,
     pub limits: Limits,
     pub shutdown_grace: Duration,
@@ -502,6 +515,27 @@ impl Validator<'_> {
         };
 
         let tls = self.tls(&raw.tls);
+        let access = raw
+            .access
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| self.access_rule(i, a))
+            .collect();
+        let acme = match (&raw.acme.webroot, &raw.acme.backend) {
+            (Some(_), Some(b)) => {
+                self.problem(
+                    b,
+                    "acme.backend",
+                    "set either acme.webroot or acme.backend, not both".into(),
+                );
+                AcmeMode::Proxy
+            }
+            (Some(w), None) => AcmeMode::Webroot(self.path(w)),
+            (None, Some(b)) => self
+                .backend_url(b, "acme.backend", false)
+                .map_or(AcmeMode::Proxy, AcmeMode::Backend),
+            (None, None) => AcmeMode::Proxy,
+        };
         let log_level = match raw.log.level.as_ref() {
             None => "info".to_string(),
             Some(l) => {
@@ -555,6 +589,8 @@ impl Validator<'_> {
             trust,
             https,
             tls,
+            access,
+            acme,
             log_level,
             limits,
             shutdown_grace,
@@ -630,6 +666,90 @@ impl Validator<'_> {
         }
     }
 
+    fn cidrs(&mut self, raw: Option<&TextList>, key: &str) -> Vec<IpNet> {
+        let mut out = Vec::new();
+        for item in raw.map(|l| l.get_ref().as_slice()).unwrap_or_default() {
+            match crate::trust::parse_cidr(item.get_ref()) {
+                Some(net) => out.push(net),
+                None => self.problem(
+                    item,
+                    key,
+                    format!("{:?} is not a CIDR range; write it like \"203.0.113.0/24\" or \"2001:db8::/32\"", item.get_ref()),
+                ),
+            }
+        }
+        out
+    }
+
+    fn access_rule(
+        &mut self,
+        i: usize,
+        raw: &Spanned<raw::RawAccess>,
+    ) -> Option<crate::access::AccessRuleConfig> {
+        let r = raw.get_ref();
+        let key = |k: &str| format!("access[{i}].{k}");
+        let prefix_raw = r.prefix.get_ref();
+        let prefix = match crate::access::normalize_path(prefix_raw) {
+            Ok(p) if prefix_raw.starts_with('/') => Some(p.to_ascii_lowercase()),
+            _ => {
+                self.problem(
+                    &r.prefix,
+                    &key("prefix"),
+                    format!("{prefix_raw:?} is not a path prefix; write it like \"/wp-admin/\""),
+                );
+                None
+            }
+        };
+        let host = r.host.as_ref().and_then(|h| {
+            let name = h.get_ref().trim().to_ascii_lowercase();
+            if is_host_name(&name, false) {
+                Some(name)
+            } else {
+                self.problem(
+                    h,
+                    &key("host"),
+                    format!(
+                        "{:?} is not a host name; write it like \"example.com\"",
+                        h.get_ref()
+                    ),
+                );
+                None
+            }
+        });
+        let realm = match &r.realm {
+            Some(realm)
+                if realm.get_ref().is_empty()
+                    || !realm
+                        .get_ref()
+                        .chars()
+                        .all(|c| (' '..='~').contains(&c) && c != '"' && c != '\\') =>
+            {
+                self.problem(
+                    realm,
+                    &key("realm"),
+                    format!(
+                        "{:?} must be printable ASCII without quotes or backslashes",
+                        realm.get_ref()
+                    ),
+                );
+                String::new()
+            }
+            Some(realm) => realm.get_ref().clone(),
+            None => "Restricted".into(),
+        };
+        let allow = self.cidrs(r.allow.as_ref(), &key("allow"));
+        let deny = self.cidrs(r.deny.as_ref(), &key("deny"));
+        Some(crate::access::AccessRuleConfig {
+            prefix: prefix?,
+            host: if r.host.is_some() { Some(host?) } else { None },
+            htpasswd: r.htpasswd.as_ref().map(|p| self.path(p)),
+            realm,
+            allow,
+            deny,
+            pass_authorization: r.pass_authorization.unwrap_or(false),
+        })
+    }
+
     fn server_names(&mut self, raw: Option<&TextList>) -> Vec<String> {
         self.host_names(raw, "server_names", false)
     }
@@ -703,22 +823,7 @@ impl Validator<'_> {
     }
 
     fn trust(&mut self, raw: &raw::RawTrust) -> TrustConfig {
-        let mut extra = Vec::new();
-        for item in raw
-            .extra
-            .as_ref()
-            .map(|l| l.get_ref().as_slice())
-            .unwrap_or_default()
-        {
-            match crate::trust::parse_cidr(item.get_ref()) {
-                Some(net) => extra.push(net),
-                None => self.problem(
-                    item,
-                    "trust.extra",
-                    format!("{:?} is not a CIDR range; write it like \"203.0.113.0/24\" or \"2001:db8::/32\"", item.get_ref()),
-                ),
-            }
-        }
+        let extra = self.cidrs(raw.extra.as_ref(), "trust.extra");
         TrustConfig {
             cloudflare: raw.cloudflare.unwrap_or(true),
             extra,

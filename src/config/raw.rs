@@ -24,6 +24,10 @@ pub struct RawConfig {
     #[serde(default)]
     pub tls: RawTls,
     #[serde(default)]
+    pub access: Vec<Spanned<RawAccess>>,
+    #[serde(default)]
+    pub acme: RawAcme,
+    #[serde(default)]
     pub log: RawLog,
     #[serde(default)]
     pub limits: RawLimits,
@@ -106,4 +110,23 @@ pub struct RawLimits {
 #[serde(deny_unknown_fields)]
 pub struct RawShutdown {
     pub grace: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccess {
+    pub prefix: Text,
+    pub host: Option<Text>,
+    pub htpasswd: Option<Text>,
+    pub realm: Option<Text>,
+    pub allow: Option<TextList>,
+    pub deny: Option<TextList>,
+    pub pass_authorization: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAcme {
+    pub webroot: Option<Text>,
+    pub backend: Option<Text>,
 }

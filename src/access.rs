@@ -1,0 +1,347 @@
+//! Access rules (`[[access]]`): path normalisation, rule matching, IP allow/deny, Basic-auth
+//! header parsing, and the ACME challenge exemption. Pure decisions; the password check itself
+//! (which may cost a bcrypt round) lives in `htpasswd` and runs in the proxy.
+//!
+//! **Matching is on a normalised path, case-insensitively.** Normalising (RFC 3986 §6.2.2:
+//! decoding percent-encoded unreserved characters, removing dot segments; plus collapsing `//`
+//! and dropping `;parameters`) closes the classic bypasses `/wp-admin/../wp-admin/`,
+//! `/%77p-admin/`, `//wp-login.php`, `/wp-login.php;x`. Case-insensitive because WordPress is
+//! served from case-insensitive file systems too (and `/WP-ADMIN/` on Linux is a 404 anyway), so a
+//! rule can only protect more, never less. The backend receives the normalised path — the one
+//! that was checked.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use base64::Engine;
+use ipnet::IpNet;
+
+use crate::htpasswd::HtpasswdFile;
+use crate::pipeline::ACME_CHALLENGE_PREFIX;
+use crate::trust::canonical;
+
+/// One `[[access]]` rule, validated.
+#[derive(Debug, Clone)]
+pub struct AccessRule {
+    /// Normalised, lower-case path prefix.
+    pub prefix: String,
+    /// Lower-case host the rule is limited to, if any.
+    pub host: Option<String>,
+    pub htpasswd: Option<Arc<HtpasswdFile>>,
+    pub realm: String,
+    pub allow: Vec<IpNet>,
+    pub deny: Vec<IpNet>,
+    pub pass_authorization: bool,
+}
+
+/// A rule as written in the config, before its htpasswd file is loaded.
+#[derive(Debug, Clone)]
+pub struct AccessRuleConfig {
+    pub prefix: String,
+    pub host: Option<String>,
+    pub htpasswd: Option<PathBuf>,
+    pub realm: String,
+    pub allow: Vec<IpNet>,
+    pub deny: Vec<IpNet>,
+    pub pass_authorization: bool,
+}
+
+impl AccessRule {
+    /// Is this IP let through by the rule's allow/deny lists? `deny` wins; a non-empty `allow`
+    /// admits only its ranges (nginx's `allow …; deny all;`).
+    pub fn admits(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        if self.deny.iter().any(|n| n.contains(&ip)) {
+            return false;
+        }
+        self.allow.is_empty() || self.allow.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// Picks the rule for a request: the longest matching prefix; on equal length a rule for this
+/// host beats a rule for any host. `path_lower` must be normalised and lower-case.
+pub fn match_rule<'a>(
+    rules: &'a [AccessRule],
+    host: &str,
+    path_lower: &str,
+) -> Option<(usize, &'a AccessRule)> {
+    rules
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| path_lower.starts_with(&r.prefix))
+        .filter(|(_, r)| {
+            r.host
+                .as_deref()
+                .is_none_or(|h| h.eq_ignore_ascii_case(host))
+        })
+        .max_by_key(|(_, r)| (r.prefix.len(), r.host.is_some()))
+}
+
+/// Why a path was refused by normalisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    /// A `%` not followed by two hex digits.
+    BadEscape,
+    /// An encoded `/`, `\` or NUL: different servers decode them differently, so no rule could be
+    /// sure what the backend will run.
+    AmbiguousEscape,
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// Normalises a request path (see the module comment). Always returns an absolute path.
+pub fn normalize_path(raw: &str) -> Result<String, PathError> {
+    // 1. Percent-decoding of unreserved characters; other escapes upper-cased.
+    let bytes = raw.as_bytes();
+    let mut decoded = String::with_capacity(raw.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            let (Some(h), Some(l)) = (
+                bytes.get(i + 1).and_then(|&c| hex(c)),
+                bytes.get(i + 2).and_then(|&c| hex(c)),
+            ) else {
+                return Err(PathError::BadEscape);
+            };
+            let v = h * 16 + l;
+            if matches!(v, b'/' | b'\\' | 0) {
+                return Err(PathError::AmbiguousEscape);
+            }
+            if is_unreserved(v) {
+                decoded.push(v as char);
+            } else {
+                decoded.push('%');
+                decoded.push((bytes[i + 1] as char).to_ascii_uppercase());
+                decoded.push((bytes[i + 2] as char).to_ascii_uppercase());
+            }
+            i += 3;
+        } else {
+            decoded.push(b as char);
+            i += 1;
+        }
+    }
+    // 2. Segments: drop `;params`, empty segments (`//`) and `.`; `..` pops (never above root).
+    let mut out: Vec<&str> = Vec::new();
+    let mut trailing_slash = false;
+    for seg in decoded.split('/') {
+        let seg = seg.split(';').next().unwrap_or("");
+        match seg {
+            "" => {}
+            "." => trailing_slash = true,
+            ".." => {
+                out.pop();
+                trailing_slash = true;
+            }
+            s => {
+                out.push(s);
+                trailing_slash = false;
+            }
+        }
+    }
+    if decoded.ends_with('/') {
+        trailing_slash = true;
+    }
+    let mut path = String::with_capacity(decoded.len());
+    for seg in &out {
+        path.push('/');
+        path.push_str(seg);
+    }
+    if path.is_empty() || trailing_slash {
+        path.push('/');
+    }
+    Ok(path)
+}
+
+/// What the ACME exemption makes of a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcmePath<'a> {
+    /// Not under `/.well-known/acme-challenge/`.
+    No,
+    /// A well-formed challenge: the token is base64url characters only.
+    Token(&'a str),
+    /// Under the prefix but not a token (`..`, `/`, `%`, empty …): 404, nothing is looked up.
+    Invalid,
+}
+
+/// Classifies a raw (not normalised) request path for the ACME exemption. Only the exact prefix
+/// counts (the CA always uses it), so `/.well-known/other` is treated like any other path.
+pub fn acme_path(raw_path: &str) -> AcmePath<'_> {
+    let Some(token) = raw_path.strip_prefix(ACME_CHALLENGE_PREFIX) else {
+        return AcmePath::No;
+    };
+    // RFC 8555 §8.1: tokens are base64url without padding; Let's Encrypt's are 43 characters.
+    if !token.is_empty()
+        && token.len() <= 256
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        AcmePath::Token(token)
+    } else {
+        AcmePath::Invalid
+    }
+}
+
+/// Credentials from an `Authorization: Basic …` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BasicCredentials {
+    pub user: String,
+    pub password: String,
+}
+
+/// Parses `Basic base64(user:password)` (RFC 7617). Anything else is `None`: a malformed header
+/// is answered like a missing one (401), never an error.
+pub fn parse_basic(value: &[u8]) -> Option<BasicCredentials> {
+    let value = std::str::from_utf8(value).ok()?.trim();
+    let (scheme, rest) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    if user.is_empty() {
+        return None;
+    }
+    Some(BasicCredentials {
+        user: user.to_string(),
+        password: password.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bypass_attempts_normalise_to_the_protected_path() {
+        for (raw, want) in [
+            ("/wp-admin/../wp-admin/", "/wp-admin/"),
+            ("/%77p-admin/", "/wp-admin/"),
+            ("//wp-login.php", "/wp-login.php"),
+            ("/./wp-login.php", "/wp-login.php"),
+            ("/wp-login.php;jsessionid=1", "/wp-login.php"),
+            ("/wp-admin;x/index.php", "/wp-admin/index.php"),
+            ("/a/b/../../wp-admin/.", "/wp-admin/"),
+            ("/../../../wp-admin", "/wp-admin"),
+            ("/%2e%2e/wp-admin/", "/wp-admin/"),
+            ("", "/"),
+            ("/", "/"),
+            ("/a%2fb", "/a%2fb"),
+        ] {
+            match normalize_path(raw) {
+                Ok(p) => assert_eq!(p, want, "{raw}"),
+                Err(e) => assert_eq!(e, PathError::AmbiguousEscape, "{raw}"),
+            }
+        }
+        assert_eq!(normalize_path("/a%2Fb"), Err(PathError::AmbiguousEscape));
+        assert_eq!(normalize_path("/a%00"), Err(PathError::AmbiguousEscape));
+        assert_eq!(normalize_path("/a%zz"), Err(PathError::BadEscape));
+        assert_eq!(normalize_path("/caf%c3%a9"), Ok("/caf%C3%A9".into()));
+    }
+
+    #[test]
+    fn acme_tokens_are_base64url_only() {
+        assert_eq!(
+            acme_path("/.well-known/acme-challenge/abc-DEF_123"),
+            AcmePath::Token("abc-DEF_123")
+        );
+        assert_eq!(
+            acme_path("/.well-known/acme-challenge/../x"),
+            AcmePath::Invalid
+        );
+        assert_eq!(
+            acme_path("/.well-known/acme-challenge/a/b"),
+            AcmePath::Invalid
+        );
+        assert_eq!(acme_path("/.well-known/acme-challenge/"), AcmePath::Invalid);
+        assert_eq!(
+            acme_path("/.well-known/acme-challenge/a%2e"),
+            AcmePath::Invalid
+        );
+        assert_eq!(acme_path("/.well-known/other"), AcmePath::No);
+    }
+
+    #[test]
+    fn basic_header_parsing() {
+        assert_eq!(
+            parse_basic(b"Basic dXNlcjpwYXNzOndvcmQ="),
+            Some(BasicCredentials {
+                user: "user".into(),
+                password: "pass:word".into()
+            })
+        );
+        assert_eq!(
+            parse_basic(b"basic   dXNlcjpw"),
+            Some(BasicCredentials {
+                user: "user".into(),
+                password: "p".into()
+            })
+        );
+        assert_eq!(parse_basic(b"Bearer abc"), None);
+        assert_eq!(parse_basic(b"Basic !!!"), None);
+        assert_eq!(parse_basic(b"Basic dXNlcg=="), None, "no colon");
+        assert_eq!(parse_basic(b"Basic"), None);
+    }
+
+    fn rule(prefix: &str, host: Option<&str>) -> AccessRule {
+        AccessRule {
+            prefix: prefix.into(),
+            host: host.map(Into::into),
+            htpasswd: None,
+            realm: "r".into(),
+            allow: vec![],
+            deny: vec![],
+            pass_authorization: false,
+        }
+    }
+
+    #[test]
+    fn longest_prefix_wins_and_host_rules_beat_generic_ones() {
+        let rules = vec![
+            rule("/wp-admin/", None),
+            rule("/wp-admin/admin-ajax.php", None),
+            rule("/", Some("staging.example.com")),
+            rule("/wp-admin/", Some("example.com")),
+        ];
+        let m = |h, p| match_rule(&rules, h, p).map(|(_, r)| (r.prefix.clone(), r.host.clone()));
+        assert_eq!(
+            m("example.com", "/wp-admin/admin-ajax.php"),
+            Some(("/wp-admin/admin-ajax.php".into(), None))
+        );
+        assert_eq!(
+            m("example.com", "/wp-admin/index.php"),
+            Some(("/wp-admin/".into(), Some("example.com".into())))
+        );
+        assert_eq!(
+            m("other.com", "/wp-admin/index.php"),
+            Some(("/wp-admin/".into(), None))
+        );
+        assert_eq!(
+            m("staging.example.com", "/blog"),
+            Some(("/".into(), Some("staging.example.com".into())))
+        );
+        assert_eq!(m("example.com", "/blog"), None);
+    }
+
+    #[test]
+    fn deny_wins_and_allow_admits_only_its_ranges() {
+        let mut r = rule("/", None);
+        r.allow = vec!["203.0.113.0/24".parse().unwrap()];
+        r.deny = vec!["203.0.113.9/32".parse().unwrap()];
+        assert!(r.admits("203.0.113.1".parse().unwrap()));
+        assert!(r.admits("::ffff:203.0.113.1".parse().unwrap()));
+        assert!(!r.admits("203.0.113.9".parse().unwrap()));
+        assert!(!r.admits("198.51.100.1".parse().unwrap()));
+    }
+}
