@@ -9,6 +9,18 @@ use crate::server;
 pub fn run(path: &Path) -> Result<Vec<String>, Vec<Problem>> {
     let config = Config::load(path).map_err(|e| e.problems)?;
     let prepared = server::prepare(&config)?;
+    // At start missing certificate files are waited for (first issuance); `check` says so.
+    if let Some(store) = &prepared.certs {
+        let pending: Vec<Problem> = store
+            .current()
+            .pending
+            .iter()
+            .flat_map(|p| p.problems.clone())
+            .collect();
+        if !pending.is_empty() {
+            return Err(pending);
+        }
+    }
     let mut report = vec![format!("{}: configuration is valid", config.source)];
     report.push(format!(
         "backend {}",

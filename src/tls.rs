@@ -304,10 +304,21 @@ impl CertEntry {
     }
 }
 
+/// A configured certificate whose files do not exist yet — typically before the first issuance,
+/// when the ACME client needs origin-gate already serving port 80 to get the certificate at all.
+/// Its names get the fallback until the files appear; every reload looks again.
+#[derive(Debug, Clone)]
+pub struct PendingCert {
+    pub spec: CertSpec,
+    pub index: usize,
+    pub problems: Vec<Problem>,
+}
+
 /// An immutable set of certificates with its SNI index.
 #[derive(Debug)]
 pub struct CertSet {
     pub entries: Vec<CertEntry>,
+    pub pending: Vec<PendingCert>,
     exact: HashMap<String, Arc<CertifiedKey>>,
     /// `*.example.com` is indexed under `example.com`.
     wildcard: HashMap<String, Arc<CertifiedKey>>,
@@ -318,6 +329,7 @@ pub struct CertSet {
 impl CertSet {
     fn build(
         entries: Vec<CertEntry>,
+        pending: Vec<PendingCert>,
         default_name: Option<&str>,
         fallback: LoadedCert,
     ) -> Result<CertSet, String> {
@@ -338,15 +350,20 @@ impl CertSet {
         }
         let mut set = CertSet {
             entries,
+            pending,
             exact,
             wildcard,
             default: None,
             fallback,
         };
         if let Some(name) = default_name {
-            set.default = Some(set.lookup(name).ok_or_else(|| {
-                format!("tls.default {name:?} is not a name of any [[tls.certs]] entry")
-            })?);
+            set.default = set.lookup(name);
+            // A default whose certificate is still pending takes effect once it loads.
+            if set.default.is_none() && set.pending.is_empty() {
+                return Err(format!(
+                    "tls.default {name:?} is not a name of any [[tls.certs]] entry"
+                ));
+            }
         }
         Ok(set)
     }
@@ -406,9 +423,16 @@ impl CertStore {
     pub fn load(config: &Config) -> Result<CertStore, Vec<Problem>> {
         let mut problems = Vec::new();
         let mut entries = Vec::new();
+        let mut pending = Vec::new();
         for (i, spec) in config.tls.certs.iter().enumerate() {
             match CertEntry::load(spec, i) {
                 Ok(e) => entries.push(e),
+                // Missing files are waited for; files that exist but are wrong are errors.
+                Err(p) if !spec.cert.exists() || !spec.key.exists() => pending.push(PendingCert {
+                    spec: spec.clone(),
+                    index: i,
+                    problems: p,
+                }),
                 Err(p) => problems.extend(p),
             }
         }
@@ -429,7 +453,7 @@ impl CertStore {
             return Err(problems);
         }
         let fallback = fallback.ok_or_else(Vec::new)?;
-        let set = CertSet::build(entries, config.tls.default.as_deref(), fallback)
+        let set = CertSet::build(entries, pending, config.tls.default.as_deref(), fallback)
             .map_err(|m| vec![config_problem(config, "tls.default", m)])?;
         Ok(CertStore {
             current: ArcSwap::from_pointee(set),
@@ -473,10 +497,35 @@ impl CertStore {
                 }
             }
         }
+        let mut pending = Vec::new();
+        for p in &old.pending {
+            if !p.spec.cert.exists() || !p.spec.key.exists() {
+                pending.push(p.clone());
+                continue;
+            }
+            match CertEntry::load(&p.spec, p.index) {
+                Ok(e) => {
+                    report.reloaded.push(p.spec.cert.display().to_string());
+                    entries.push(e);
+                }
+                Err(problems) => {
+                    report.refused.extend(problems.iter().cloned());
+                    pending.push(PendingCert {
+                        problems,
+                        ..p.clone()
+                    });
+                }
+            }
+        }
         if report.reloaded.is_empty() {
             return report;
         }
-        match CertSet::build(entries, self.tls.default.as_deref(), old.fallback.clone()) {
+        match CertSet::build(
+            entries,
+            pending,
+            self.tls.default.as_deref(),
+            old.fallback.clone(),
+        ) {
             Ok(set) => self.current.store(Arc::new(set)),
             Err(m) => {
                 report.reloaded.clear();
@@ -534,6 +583,17 @@ impl CertStore {
                     });
                 }
             }
+        }
+        for p in &set.pending {
+            out.push(Alarm {
+                level: tracing::Level::ERROR,
+                cert: p.spec.cert.display().to_string(),
+                message: format!(
+                    "certificate files are missing (not issued yet?): its names get the self-signed fallback until {} and {} exist; they are looked for on every reload (tls.reload_interval, SIGHUP)",
+                    p.spec.cert.display(),
+                    p.spec.key.display()
+                ),
+            });
         }
         if !set.entries.is_empty() {
             for host in &self.server_names {

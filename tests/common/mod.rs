@@ -253,11 +253,14 @@ async fn backend_handle(
             .header("refresh", format!("0; url=http://{host}/landed"))
             .body(empty())
             .unwrap(),
-        p if p.starts_with("/wp-admin/") && !https => Response::builder()
-            .status(302)
-            .header("location", format!("https://{host}{p}"))
-            .body(empty())
-            .unwrap(),
+        // Like WordPress's auth_redirect() under FORCE_SSL_ADMIN: admin pages, not admin-ajax.php.
+        p if p.starts_with("/wp-admin/") && p != "/wp-admin/admin-ajax.php" && !https => {
+            Response::builder()
+                .status(302)
+                .header("location", format!("https://{host}{p}"))
+                .body(empty())
+                .unwrap()
+        }
         _ => {
             let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for (k, v) in req.headers() {
