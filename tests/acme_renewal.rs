@@ -34,7 +34,10 @@ impl Daemon {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name} ({e}): run the README's test command (.ci/run), which installs pebble and certbot"));
         let (tx, rx) = mpsc::channel::<String>();
-        for stream in [Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>, Box::new(child.stderr.take().unwrap())] {
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
             let tx = tx.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
@@ -65,7 +68,11 @@ impl Drop for Daemon {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Runs certbot against pebble with every directory under `base`; returns its combined output.
@@ -78,11 +85,19 @@ fn certbot(base: &Path, ca_bundle: &Path, args: &[&str]) -> (bool, String) {
         .arg(base.join("work"))
         .arg("--logs-dir")
         .arg(base.join("logs"))
-        .args(["--non-interactive", "--agree-tos", "--register-unsafely-without-email"])
+        .args([
+            "--non-interactive",
+            "--agree-tos",
+            "--register-unsafely-without-email",
+        ])
         .env("REQUESTS_CA_BUNDLE", ca_bundle)
         .output()
         .expect("certbot not found: run the README's test command (.ci/run), which installs it");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), text)
 }
 
@@ -96,7 +111,9 @@ async fn served(addr: SocketAddr, sni: &str) -> CertificateDer<'static> {
         .connect(ServerName::try_from(sni.to_string()).unwrap(), stream)
         .await
         .unwrap();
-    tls.get_ref().1.peer_certificates().unwrap()[0].clone().into_owned()
+    tls.get_ref().1.peer_certificates().unwrap()[0]
+        .clone()
+        .into_owned()
 }
 
 fn live_leaf(config_dir: &Path, name: &str) -> CertificateDer<'static> {
@@ -118,7 +135,11 @@ async fn certbot_issues_and_renews_through_basic_auth_and_https_redirect() {
     // origin-gate: the whole site behind Basic auth, http → https redirect on, challenges served
     // from certbot's webroot, and the certificate certbot is about to create (missing for now).
     let backend = Backend::start().await;
-    std::fs::write(base.join("htpasswd"), "owner:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n").unwrap();
+    std::fs::write(
+        base.join("htpasswd"),
+        "owner:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n",
+    )
+    .unwrap();
     let config = base.join("origin-gate.toml");
     std::fs::write(
         &config,
@@ -137,15 +158,37 @@ async fn certbot_issues_and_renews_through_basic_auth_and_https_redirect() {
     .unwrap();
     let mut gate = GateProcess::spawn(&config);
     let https = gate.https.unwrap();
-    assert!(gate.startup.iter().any(|l| l.contains("certificate files are missing")), "{}", gate.startup.join("\n"));
+    assert!(
+        gate.startup
+            .iter()
+            .any(|l| l.contains("certificate files are missing")),
+        "{}",
+        gate.startup.join("\n")
+    );
 
     // Let's Encrypt's test CA and its DNS, aimed at origin-gate's HTTP port.
     let dns = free_port();
     let _dns = Daemon::start(
         "pebble-challtestsrv",
         Command::new("pebble-challtestsrv")
-            .args(["-dns01", &format!("127.0.0.1:{dns}"), "-http01", "", "-https01", "", "-tlsalpn01", ""])
-            .args(["-management", &format!("127.0.0.1:{}", free_port()), "-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""]),
+            .args([
+                "-dns01",
+                &format!("127.0.0.1:{dns}"),
+                "-http01",
+                "",
+                "-https01",
+                "",
+                "-tlsalpn01",
+                "",
+            ])
+            .args([
+                "-management",
+                &format!("127.0.0.1:{}", free_port()),
+                "-defaultIPv4",
+                "127.0.0.1",
+                "-defaultIPv6",
+                "",
+            ]),
         "Starting management server",
     );
     let api_ca = TestCa::new("pebble API test CA");
@@ -188,48 +231,111 @@ async fn certbot_issues_and_renews_through_basic_auth_and_https_redirect() {
     // 1. First issuance.
     let webroot_s = webroot.display().to_string();
     let (ok, out) = tokio::task::spawn_blocking({
-        let (base, ca_bundle, server, webroot_s) = (base.to_path_buf(), ca_bundle.clone(), server.clone(), webroot_s.clone());
-        move || certbot(&base, &ca_bundle, &["certonly", "--webroot", "-w", &webroot_s, "-d", DOMAIN, "--server", &server])
+        let (base, ca_bundle, server, webroot_s) = (
+            base.to_path_buf(),
+            ca_bundle.clone(),
+            server.clone(),
+            webroot_s.clone(),
+        );
+        move || {
+            certbot(
+                &base,
+                &ca_bundle,
+                &[
+                    "certonly",
+                    "--webroot",
+                    "-w",
+                    &webroot_s,
+                    "-d",
+                    DOMAIN,
+                    "--server",
+                    &server,
+                ],
+            )
+        }
     })
     .await
     .unwrap();
     assert!(ok, "certbot certonly failed:\n{out}");
     assert!(live.join("fullchain.pem").exists());
-    let line = gate.wait_log("ACME challenge answered", Duration::from_secs(5)).expect("no ACME log line");
+    let line = gate
+        .wait_log("ACME challenge answered", Duration::from_secs(5))
+        .expect("no ACME log line");
     assert!(line.contains("status=200"), "{line}");
-    gate.wait_log("certificate reloaded", Duration::from_secs(10)).expect("the new certificate was not picked up");
+    gate.wait_log("certificate reloaded", Duration::from_secs(10))
+        .expect("the new certificate was not picked up");
     let first = serial(&live_leaf(&base.join("config"), DOMAIN));
     assert_eq!(serial(&served(https, DOMAIN).await), first);
 
     // 2. Forced renewal: validated again through auth + redirect, served without a restart.
     let (ok, out) = tokio::task::spawn_blocking({
         let (base, ca_bundle) = (base.to_path_buf(), ca_bundle.clone());
-        move || certbot(&base, &ca_bundle, &["renew", "--force-renewal", "--no-random-sleep-on-renew"])
+        move || {
+            certbot(
+                &base,
+                &ca_bundle,
+                &["renew", "--force-renewal", "--no-random-sleep-on-renew"],
+            )
+        }
     })
     .await
     .unwrap();
     assert!(ok, "certbot renew failed:\n{out}");
-    let line = gate.wait_log("ACME challenge answered", Duration::from_secs(5)).expect("the renewal did not fetch a challenge");
+    let line = gate
+        .wait_log("ACME challenge answered", Duration::from_secs(5))
+        .expect("the renewal did not fetch a challenge");
     assert!(line.contains("status=200"), "{line}");
-    gate.wait_log("certificate reloaded", Duration::from_secs(10)).expect("the renewed certificate was not picked up");
+    gate.wait_log("certificate reloaded", Duration::from_secs(10))
+        .expect("the renewed certificate was not picked up");
     let second = serial(&live_leaf(&base.join("config"), DOMAIN));
     assert_ne!(first, second);
     assert_eq!(serial(&served(https, DOMAIN).await), second);
-    assert!(gate.child.try_wait().unwrap().is_none(), "origin-gate restarted or died");
+    assert!(
+        gate.child.try_wait().unwrap().is_none(),
+        "origin-gate restarted or died"
+    );
 
     // 3. Everything else is still protected, and in the right order.
     let mut c = h1_tls("127.0.0.1", https).await;
     let a = send(&mut c, request("GET", "/", &[("host", DOMAIN)], empty())).await;
-    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "https visitor without credentials");
+    assert_eq!(
+        a.status,
+        StatusCode::UNAUTHORIZED,
+        "https visitor without credentials"
+    );
     let a = get("127.0.0.1", gate.http, "/", &[("host", DOMAIN)]).await;
-    assert_eq!(a.status, StatusCode::MOVED_PERMANENTLY, "http visitor must be redirected before any password is asked");
+    assert_eq!(
+        a.status,
+        StatusCode::MOVED_PERMANENTLY,
+        "http visitor must be redirected before any password is asked"
+    );
     assert_eq!(a.header("www-authenticate"), None);
-    assert_eq!(a.header("location"), Some(format!("https://{DOMAIN}/").as_str()));
+    assert_eq!(
+        a.header("location"),
+        Some(format!("https://{DOMAIN}/").as_str())
+    );
     // The exemption is exactly the challenge prefix.
-    let a = get("127.0.0.1", gate.http, "/.well-known/other", &[("host", DOMAIN)]).await;
+    let a = get(
+        "127.0.0.1",
+        gate.http,
+        "/.well-known/other",
+        &[("host", DOMAIN)],
+    )
+    .await;
     assert_eq!(a.status, StatusCode::MOVED_PERMANENTLY);
     let mut c = h1_tls("127.0.0.1", https).await;
-    let a = send(&mut c, request("GET", "/.well-known/other", &[("host", DOMAIN)], empty())).await;
+    let a = send(
+        &mut c,
+        request("GET", "/.well-known/other", &[("host", DOMAIN)], empty()),
+    )
+    .await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(backend.stats.requests.load(std::sync::atomic::Ordering::SeqCst), 0, "WordPress saw nothing");
+    assert_eq!(
+        backend
+            .stats
+            .requests
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "WordPress saw nothing"
+    );
 }
