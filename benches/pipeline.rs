@@ -85,8 +85,8 @@ fn benches(c: &mut Criterion) {
     // A Cloudflare edge address near the end of the list (worst case for the scan).
     let peer: SocketAddr = "[2c0f:f248::17]:40000".parse().unwrap();
     let local: SocketAddr = "192.0.2.10:80".parse().unwrap();
-    let conn = ConnContext::new(peer, local, Scheme::Http, &cfg, None);
-    assert!(conn.peer_trusted);
+    let conn = ConnContext::new(peer, local, Scheme::Http, None);
+    assert!(cfg.peer_trusted(&conn));
 
     c.bench_function("trust/contains_cloudflare_v4", |b| {
         let ip = "172.70.1.1".parse().unwrap();
@@ -118,7 +118,6 @@ fn benches(c: &mut Criterion) {
         "198.51.100.7:5555".parse().unwrap(),
         local,
         Scheme::Http,
-        &cfg,
         None,
     );
     let mut open = cfg.clone();

@@ -3,12 +3,13 @@
 use std::path::Path;
 
 use crate::config::{Config, Problem};
-use crate::server;
+use crate::state::Runtime;
 
 /// The outcome of a check: report lines for a valid setup, or every problem found.
 pub fn run(path: &Path) -> Result<Vec<String>, Vec<Problem>> {
     let config = Config::load(path).map_err(|e| e.problems)?;
-    let prepared = server::prepare(&config)?;
+    let prepared = Runtime::build(config, None)?;
+    let config = &prepared.config;
     // At start missing certificate files are waited for (first issuance); `check` says so.
     if let Some(store) = &prepared.certs {
         let pending: Vec<Problem> = store
@@ -25,13 +26,12 @@ pub fn run(path: &Path) -> Result<Vec<String>, Vec<Problem>> {
     report.push(format!(
         "backend {}",
         prepared
-            .shared
             .upstream
             .describe(crate::pipeline::UpstreamChoice::Primary)
     ));
     report.push(format!(
         "{} trusted proxy ranges (built-in Cloudflare list from {})",
-        prepared.shared.pipeline.load().trusted.len(),
+        prepared.pipeline.trusted.len(),
         crate::trust::CLOUDFLARE_LIST_DATE
     ));
     if let Some(store) = &prepared.certs {

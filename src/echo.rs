@@ -63,7 +63,7 @@ pub fn describe(
         },
         "peer": {
             "address": conn.peer.to_string(),
-            "trusted": conn.peer_trusted,
+            "trusted": decision.visitor.trusted_peer,
             "listener": conn.listener.as_str(),
         },
         "wordpress": {

@@ -15,6 +15,7 @@ pub mod pipeline;
 pub mod proxy;
 pub mod reload;
 pub mod server;
+pub mod state;
 pub mod tls;
 pub mod trust;
 pub mod upstream;

@@ -111,8 +111,10 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
                 return;
             };
             while hup.recv().await.is_some() {
-                tracing::info!("SIGHUP received: reloading certificates and trusted ranges");
-                let outcome = reloader.reload().await;
+                tracing::info!(
+                    "SIGHUP received: reloading the configuration and the files it names"
+                );
+                let outcome = reloader.reload_config().await;
                 tracing::info!(?outcome, "reload finished");
             }
         });

@@ -73,7 +73,6 @@ pub struct ConnContext {
     pub local: SocketAddr,
     /// The scheme of this hop: https on TLS listeners, http on plain ones.
     pub listener: Scheme,
-    pub peer_trusted: bool,
     pub tls: Option<TlsInfo>,
 }
 
@@ -87,24 +86,29 @@ pub struct TlsInfo {
 }
 
 impl ConnContext {
-    /// Decides once per connection whether the peer may speak for the visitor: its address is in
-    /// a trusted range and, with `trust.require_client_cert`, it proved itself with a client
-    /// certificate (Authenticated Origin Pulls) — address lists alone can be stale.
     pub fn new(
         peer: SocketAddr,
         local: SocketAddr,
         listener: Scheme,
-        cfg: &PipelineConfig,
         tls: Option<TlsInfo>,
     ) -> Self {
-        let verified = tls.as_ref().is_some_and(|t| t.client_cert_verified);
         ConnContext {
             peer,
             local,
             listener,
-            peer_trusted: cfg.trusted.contains(peer.ip()) && (!cfg.require_client_cert || verified),
             tls,
         }
+    }
+}
+
+impl PipelineConfig {
+    /// May this connection's peer speak for the visitor? Its address is in a trusted range and,
+    /// with `trust.require_client_cert`, it proved itself with a client certificate
+    /// (Authenticated Origin Pulls) — address lists alone can be stale. Decided per request, so
+    /// a reloaded range list applies to open keep-alive connections too.
+    pub fn peer_trusted(&self, conn: &ConnContext) -> bool {
+        let verified = conn.tls.as_ref().is_some_and(|t| t.client_cert_verified);
+        self.trusted.contains(conn.peer.ip()) && (!self.require_client_cert || verified)
     }
 }
 
@@ -183,9 +187,10 @@ pub struct Decision {
 
 /// Decides what to do with a request head, rewriting its headers in place for forwarding.
 pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Decision {
+    let peer_trusted = cfg.peer_trusted(conn);
     let visitor = visitor::resolve(
         conn.peer.ip(),
-        conn.peer_trusted,
+        peer_trusted,
         conn.listener,
         &cfg.trusted,
         &req.headers,
@@ -234,7 +239,7 @@ pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Deci
     let acme = acme_token.is_some();
 
     // 3. Lockdown.
-    if cfg.only_trusted_peers && !conn.peer_trusted && !acme {
+    if cfg.only_trusted_peers && !peer_trusted && !acme {
         let message = "Direct access to this origin is not allowed.";
         return respond(Some(host), Route::Lockdown, StatusCode::FORBIDDEN, message);
     }
@@ -483,11 +488,11 @@ mod tests {
     }
 
     fn conn(peer: &str, listener: Scheme, cfg: &PipelineConfig) -> ConnContext {
+        let _ = cfg;
         ConnContext::new(
             peer.parse().unwrap(),
             "127.0.0.1:80".parse().unwrap(),
             listener,
-            cfg,
             None,
         )
     }
@@ -495,8 +500,8 @@ mod tests {
     #[test]
     fn mapped_ipv4_peer_is_trusted_like_ipv4() {
         let c = cfg();
-        assert!(conn("[::ffff:127.0.0.2]:1", Scheme::Http, &c).peer_trusted);
-        assert!(!conn("[::ffff:127.0.0.3]:1", Scheme::Http, &c).peer_trusted);
+        assert!(c.peer_trusted(&conn("[::ffff:127.0.0.2]:1", Scheme::Http, &c)));
+        assert!(!c.peer_trusted(&conn("[::ffff:127.0.0.3]:1", Scheme::Http, &c)));
         let mut h = head(
             "GET",
             "/",
@@ -524,24 +529,15 @@ mod tests {
             client_cert_verified: true,
             ..TlsInfo::default()
         };
-        assert!(
-            ConnContext::new(peer, local, Scheme::Https, &c, Some(verified.clone())).peer_trusted
-        );
-        assert!(
-            !ConnContext::new(peer, local, Scheme::Https, &c, Some(TlsInfo::default()))
-                .peer_trusted
-        );
-        assert!(!ConnContext::new(peer, local, Scheme::Http, &c, None).peer_trusted);
-        assert!(
-            !ConnContext::new(
-                "127.0.0.3:1".parse().unwrap(),
-                local,
-                Scheme::Https,
-                &c,
-                Some(verified)
-            )
-            .peer_trusted
-        );
+        let t = |peer, scheme, tls| c.peer_trusted(&ConnContext::new(peer, local, scheme, tls));
+        assert!(t(peer, Scheme::Https, Some(verified.clone())));
+        assert!(!t(peer, Scheme::Https, Some(TlsInfo::default())));
+        assert!(!t(peer, Scheme::Http, None));
+        assert!(!t(
+            "127.0.0.3:1".parse().unwrap(),
+            Scheme::Https,
+            Some(verified)
+        ));
     }
 
     fn head(method: &str, uri: &str, headers: &[(&str, &str)]) -> Parts {

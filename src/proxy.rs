@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{
     HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE,
@@ -21,18 +20,11 @@ use tracing::{debug, info, warn};
 use crate::access::{self, AccessRule};
 use crate::config::AcmeMode;
 use crate::echo;
-use crate::pipeline::{self, Action, ConnContext, PipelineConfig, Route};
-use crate::upstream::Upstream;
+use crate::pipeline::{self, Action, ConnContext, Route};
+use crate::state::Shared;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
-
-/// Everything a request needs, built once per configuration. The pipeline configuration is
-/// swapped whole on reload (trusted-range file); each request reads the current one once.
-pub struct Shared {
-    pub pipeline: ArcSwap<PipelineConfig>,
-    pub upstream: Upstream,
-}
 
 fn full(bytes: impl Into<Bytes>) -> ProxyBody {
     Full::new(bytes.into())
@@ -77,8 +69,10 @@ pub async fn handle(
     let (mut parts, body) = req.into_parts();
     let method = parts.method.clone();
     let raw_path = parts.uri.path().to_string();
-    let pipeline_cfg = shared.pipeline.load();
-    let decision = pipeline::decide(&pipeline_cfg, &conn, &mut parts);
+    // One configuration for the whole request, even if a reload swaps it meanwhile.
+    let runtime = shared.runtime.load_full();
+    let pipeline_cfg = &runtime.pipeline;
+    let decision = pipeline::decide(pipeline_cfg, &conn, &mut parts);
     let mut record = RequestRecord {
         start,
         method,
@@ -135,7 +129,7 @@ pub async fn handle(
             if let Some(resp) = denied {
                 record.route = Route::AuthDenied;
                 resp
-            } else if shared.upstream.is_echo(*upstream) {
+            } else if runtime.upstream.is_echo(*upstream) {
                 record.route = Route::Echo;
                 let value = echo::describe(
                     parts.method.as_str(),
@@ -151,7 +145,7 @@ pub async fn handle(
             } else {
                 let mut req = Request::from_parts(parts, body);
                 let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-                match shared.upstream.send(*upstream, req).await {
+                match runtime.upstream.send(*upstream, req).await {
                     Ok(mut resp) => {
                         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                             if let Some(client_side) = client_upgrade {
@@ -160,7 +154,7 @@ pub async fn handle(
                         }
                         let (mut head, body) = resp.into_parts();
                         pipeline::rewrite_response(
-                            &pipeline_cfg,
+                            pipeline_cfg,
                             &decision,
                             head.status,
                             &mut head.headers,
@@ -182,7 +176,7 @@ pub async fn handle(
                 AcmeMode::Webroot(dir) => Some(format!("acme.webroot {}", dir.display())),
                 _ => None,
             },
-            Action::Forward { upstream, .. } => Some(shared.upstream.describe(*upstream)),
+            Action::Forward { upstream, .. } => Some(runtime.upstream.describe(*upstream)),
             _ => None,
         };
         if let Some(by) = answered_by {

@@ -1,25 +1,31 @@
-//! Reloading without a restart: certificate files (certbot renewals) and the trusted-range file.
+//! Reloading without a restart.
 //!
-//! Triggered by SIGHUP and every `tls.reload_interval`. A new state is built completely and
-//! swapped in only when valid; whatever fails to load is logged at ERROR and the last good
-//! version keeps serving — never fall back to nothing (no certificate means Cloudflare 525; an
-//! empty trust list would silently distrust Cloudflare).
+//! - **Files** (every `tls.reload_interval`, and on SIGHUP): certificate files (certbot
+//!   renewals), htpasswd files and the trusted-range file are re-read; what changed and is valid
+//!   is swapped in, what fails is logged at ERROR and the last good version keeps serving — never
+//!   fall back to nothing (no certificate means Cloudflare 525; an empty trust list would silently
+//!   distrust Cloudflare).
+//! - **Configuration** (SIGHUP, when the file's text changed): the new file is parsed, validated
+//!   and every file it names loaded into a complete new [`Runtime`]; only then is it swapped in.
+//!   An invalid one is logged with every reason and the old one keeps serving. Listen addresses
+//!   and the connection limit need a restart, which is logged. In-flight requests and open
+//!   keep-alive connections are untouched.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{error, info, warn, Level};
 
-use crate::config::TrustConfig;
-use crate::htpasswd::HtpasswdFile;
-use crate::pipeline::PipelineConfig;
-use crate::proxy::Shared;
-use crate::tls::{now_unix, Alarm, CertStore};
+use crate::config::{Config, Source};
+use crate::state::{Runtime, Shared};
+use crate::tls::{now_unix, Alarm};
 use crate::trust::TrustedRanges;
 
 /// What a reload changed, for callers that want to know (tests, SIGHUP logging).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReloadOutcome {
+    pub config_reloaded: bool,
+    pub config_refused: bool,
     pub certs_reloaded: usize,
     pub certs_refused: usize,
     pub ranges_reloaded: bool,
@@ -28,27 +34,86 @@ pub struct ReloadOutcome {
     pub htpasswd_refused: usize,
 }
 
-/// A handle that reloads the running server's files.
+/// A handle that reloads the running server.
 #[derive(Clone)]
 pub struct Reloader {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) certs: Option<Arc<CertStore>>,
-    pub(crate) trust: TrustConfig,
-    pub(crate) htpasswd: Vec<Arc<HtpasswdFile>>,
 }
 
 impl Reloader {
-    /// Re-reads certificates and the ranges file now; file I/O runs off the async workers.
+    /// Re-reads certificates, htpasswd files and the ranges file now (file I/O runs off the async
+    /// workers).
     pub async fn reload(&self) -> ReloadOutcome {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.reload_blocking())
+        tokio::task::spawn_blocking(move || this.reload_files())
             .await
             .unwrap_or_default()
     }
 
-    fn reload_blocking(&self) -> ReloadOutcome {
+    /// SIGHUP: the configuration file when its text changed (which re-reads every file it names),
+    /// else the files alone.
+    pub async fn reload_config(&self) -> ReloadOutcome {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.reload_config_blocking())
+            .await
+            .unwrap_or_default()
+    }
+
+    fn reload_config_blocking(&self) -> ReloadOutcome {
+        let current = self.shared.runtime.load_full();
+        let Source::File(path) = &current.config.source else {
+            return self.reload_files();
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                error!(config = %path.display(), error = %e, "configuration not reloaded: cannot read the file; the running configuration stays in force");
+                return ReloadOutcome {
+                    config_refused: true,
+                    ..ReloadOutcome::default()
+                };
+            }
+        };
+        if text == current.config.text {
+            return self.reload_files();
+        }
+        let built = Config::parse(&text, Source::File(path.clone()))
+            .map_err(|e| e.problems)
+            .and_then(|config| Runtime::build(config, Some(&current)));
+        match built {
+            Ok(next) => {
+                log_restart_needed(&current.config, &next.config);
+                if let Some(store) = &next.certs {
+                    log_alarms(&store.alarms(now_unix()));
+                }
+                self.shared.runtime.store(Arc::new(next));
+                info!(config = %path.display(), "configuration reloaded");
+                ReloadOutcome {
+                    config_reloaded: true,
+                    ..ReloadOutcome::default()
+                }
+            }
+            Err(problems) => {
+                for p in &problems {
+                    error!("configuration reload refused: {p}");
+                }
+                error!(
+                    problems = problems.len(),
+                    "the running configuration stays in force; fix the file and send SIGHUP again (origin-gate check --config {} lists the problems)",
+                    path.display()
+                );
+                ReloadOutcome {
+                    config_refused: true,
+                    ..ReloadOutcome::default()
+                }
+            }
+        }
+    }
+
+    fn reload_files(&self) -> ReloadOutcome {
+        let runtime = self.shared.runtime.load_full();
         let mut outcome = ReloadOutcome::default();
-        if let Some(store) = &self.certs {
+        if let Some(store) = &runtime.certs {
             let report = store.reload();
             let set = store.current();
             for path in &report.reloaded {
@@ -71,30 +136,7 @@ impl Reloader {
                 log_alarms(&store.alarms(now_unix()));
             }
         }
-        if self.trust.ranges_file.is_some() {
-            match TrustedRanges::from_config(&self.trust) {
-                Ok(ranges) => {
-                    let current = self.shared.pipeline.load();
-                    if current.trusted != ranges {
-                        let count = ranges.len();
-                        let mut next: PipelineConfig = (**current).clone();
-                        next.trusted = ranges;
-                        self.shared.pipeline.store(Arc::new(next));
-                        info!(ranges = count, "trusted ranges reloaded");
-                        outcome.ranges_reloaded = true;
-                    }
-                }
-                Err(problems) => {
-                    for p in problems {
-                        error!(
-                            "trusted ranges not reloaded, the last good list stays in force: {p}"
-                        );
-                    }
-                    outcome.ranges_refused = true;
-                }
-            }
-        }
-        for file in &self.htpasswd {
+        for file in &runtime.htpasswd {
             match file.reload() {
                 Ok(true) => {
                     info!(file = %file.path.display(), users = file.users(), "htpasswd file reloaded");
@@ -109,7 +151,43 @@ impl Reloader {
                 }
             }
         }
+        if runtime.config.trust.ranges_file.is_some() {
+            match TrustedRanges::from_config(&runtime.config.trust) {
+                Ok(ranges) if ranges != runtime.pipeline.trusted => {
+                    let count = ranges.len();
+                    // Swap only if nobody swapped a whole new configuration in meanwhile.
+                    let next = Arc::new(runtime.with_trusted(ranges));
+                    let prev = self.shared.runtime.compare_and_swap(&runtime, next);
+                    if Arc::ptr_eq(&prev, &runtime) {
+                        info!(ranges = count, "trusted ranges reloaded");
+                        outcome.ranges_reloaded = true;
+                    }
+                }
+                Ok(_) => {}
+                Err(problems) => {
+                    for p in problems {
+                        error!(
+                            "trusted ranges not reloaded, the last good list stays in force: {p}"
+                        );
+                    }
+                    outcome.ranges_refused = true;
+                }
+            }
+        }
         outcome
+    }
+}
+
+/// Settings that only take effect at start.
+fn log_restart_needed(old: &Config, new: &Config) {
+    if old.listen.http != new.listen.http || old.listen.https != new.listen.https {
+        warn!("listen addresses changed in the configuration: they take effect only after a restart (systemctl restart origin-gate); the old ones keep serving");
+    }
+    if old.limits.max_connections != new.limits.max_connections {
+        warn!("limits.max_connections changed: it takes effect only after a restart");
+    }
+    if old.log_level != new.log_level {
+        warn!("log.level changed: it takes effect only after a restart (or set RUST_LOG)");
     }
 }
 
@@ -124,22 +202,18 @@ pub fn log_alarms(alarms: &[Alarm]) {
     }
 }
 
-/// Background duties while serving: reload every `interval`, certificate alarms hourly.
-pub(crate) async fn maintenance(reloader: Reloader, interval: Duration) {
-    let mut reload_tick = tokio::time::interval(interval);
-    reload_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut alarm_tick = tokio::time::interval(Duration::from_secs(3600));
-    alarm_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Both intervals fire at once; the start-up log already covered that moment.
-    reload_tick.tick().await;
-    alarm_tick.tick().await;
+/// Background duties while serving: file reloads every `tls.reload_interval` (read afresh from
+/// the current configuration each time), certificate alarms hourly.
+pub(crate) async fn maintenance(reloader: Reloader) {
+    let mut next_alarm = tokio::time::Instant::now() + Duration::from_secs(3600);
     loop {
-        tokio::select! {
-            _ = reload_tick.tick() => { reloader.reload().await; }
-            _ = alarm_tick.tick() => {
-                if let Some(store) = &reloader.certs {
-                    log_alarms(&store.alarms(now_unix()));
-                }
+        let interval = reloader.shared.runtime.load().config.tls.reload_interval;
+        tokio::time::sleep(interval).await;
+        reloader.reload().await;
+        if tokio::time::Instant::now() >= next_alarm {
+            next_alarm += Duration::from_secs(3600);
+            if let Some(store) = &reloader.shared.runtime.load().certs {
+                log_alarms(&store.alarms(now_unix()));
             }
         }
     }

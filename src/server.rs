@@ -7,25 +7,20 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
-use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
-use crate::access::AccessRule;
 use crate::config::{Config, Problem};
-use crate::htpasswd::HtpasswdFile;
-use crate::pipeline::{ConnContext, PipelineConfig, TlsInfo};
-use crate::proxy::{self, Shared};
+use crate::pipeline::{ConnContext, TlsInfo};
+use crate::proxy;
 use crate::reload::{log_alarms, Reloader};
-use crate::tls::{self, CertStore};
-use crate::trust::{TrustedRanges, CLOUDFLARE_LIST_DATE};
-use crate::upstream::Upstream;
+use crate::state::{Runtime, Shared};
+use crate::trust::CLOUDFLARE_LIST_DATE;
 use crate::visitor::Scheme;
 
 /// Why origin-gate could not start.
@@ -51,144 +46,18 @@ fn problems_text(problems: &[Problem]) -> String {
         .join("\n")
 }
 
-/// Loads everything a configuration names (trusted-range file, certificates, client CA) and
-/// builds the runtime state. `origin-gate check` runs exactly this, so "check passes" means
-/// "start works" up to binding sockets.
-pub struct Prepared {
-    pub shared: Arc<Shared>,
-    /// The certificates, when there is a TLS listener or a configured certificate.
-    pub certs: Option<Arc<CertStore>>,
-    pub tls: Option<TlsAcceptor>,
-    pub trust: crate::config::TrustConfig,
-    pub htpasswd: Vec<Arc<HtpasswdFile>>,
-}
-
-pub fn prepare(config: &Config) -> Result<Prepared, Vec<Problem>> {
-    let mut problems = Vec::new();
-    let trusted = TrustedRanges::from_config(&config.trust).unwrap_or_else(|p| {
-        problems.extend(p);
-        TrustedRanges::default()
-    });
-    let want_certs = !config.listen.https.is_empty() || !config.tls.certs.is_empty();
-    let certs = if want_certs {
-        match CertStore::load(config) {
-            Ok(c) => Some(Arc::new(c)),
-            Err(p) => {
-                problems.extend(p);
-                None
-            }
-        }
-    } else {
-        None
-    };
-    let client_verifier = tls::client_verifier(&config.tls).unwrap_or_else(|p| {
-        problems.push(p);
-        None
-    });
-    let acme_backend = match &config.acme {
-        crate::config::AcmeMode::Backend(u) => Some(u.clone()),
-        _ => None,
-    };
-    let (access, htpasswd) = access_rules(config).unwrap_or_else(|p| {
-        problems.extend(p);
-        (Vec::new(), Vec::new())
-    });
-    let upstream = Upstream::new(&config.backend, acme_backend).map_err(|e| Problem {
-        file: config.source.to_string(),
-        position: None,
-        key: "backend".into(),
-        message: e,
-    });
-    let upstream = match upstream {
-        Ok(u) => Some(u),
-        Err(p) => {
-            problems.push(p);
-            None
-        }
-    };
-    let tls_acceptor = match (&certs, config.listen.https.is_empty()) {
-        (Some(store), false) => match tls::server_config(store.clone(), client_verifier) {
-            Ok(cfg) => Some(TlsAcceptor::from(cfg)),
-            Err(e) => {
-                problems.push(Problem {
-                    file: config.source.to_string(),
-                    position: None,
-                    key: "tls".into(),
-                    message: e.to_string(),
-                });
-                None
-            }
-        },
-        _ => None,
-    };
-    let (true, Some(upstream)) = (problems.is_empty(), upstream) else {
-        return Err(problems);
-    };
-    Ok(Prepared {
-        shared: Arc::new(Shared {
-            pipeline: ArcSwap::from_pointee(PipelineConfig::new(config, trusted, access)),
-            upstream,
-        }),
-        certs,
-        tls: tls_acceptor,
-        trust: config.trust.clone(),
-        htpasswd,
-    })
-}
-
-/// Builds the access rules, loading each htpasswd file once however many rules name it.
-type AccessSetup = (Vec<AccessRule>, Vec<Arc<HtpasswdFile>>);
-
-fn access_rules(config: &Config) -> Result<AccessSetup, Vec<Problem>> {
-    let mut files: Vec<Arc<HtpasswdFile>> = Vec::new();
-    let mut rules = Vec::new();
-    let mut problems = Vec::new();
-    for r in &config.access {
-        let htpasswd = match &r.htpasswd {
-            None => None,
-            Some(path) => match files.iter().find(|f| f.path == *path) {
-                Some(f) => Some(f.clone()),
-                None => match HtpasswdFile::load(path) {
-                    Ok(f) => {
-                        files.push(f.clone());
-                        Some(f)
-                    }
-                    Err(p) => {
-                        problems.extend(p);
-                        None
-                    }
-                },
-            },
-        };
-        rules.push(AccessRule {
-            prefix: r.prefix.clone(),
-            host: r.host.clone(),
-            htpasswd,
-            realm: r.realm.clone(),
-            allow: r.allow.clone(),
-            deny: r.deny.clone(),
-            pass_authorization: r.pass_authorization,
-        });
-    }
-    if problems.is_empty() {
-        Ok((rules, files))
-    } else {
-        Err(problems)
-    }
-}
-
 /// A bound, not yet running origin-gate.
 pub struct Server {
     listeners: Vec<(TcpListener, Scheme)>,
-    prepared: Prepared,
-    config: Config,
+    shared: Arc<Shared>,
 }
 
 impl Server {
-    /// Prepares the state and binds every listen address. Binding happens here, before `run`, so
+    /// Builds the state and binds every listen address. Binding happens here, before `run`, so
     /// a caller (or a test using port 0) knows the real addresses and that they are open.
     pub async fn bind(config: Config) -> Result<Server, StartError> {
-        let prepared = prepare(&config).map_err(StartError::Config)?;
+        let runtime = Runtime::build(config, None).map_err(StartError::Config)?;
+        let config = &runtime.config;
         let mut listeners = Vec::new();
         let addrs = config
             .listen
@@ -214,8 +83,7 @@ impl Server {
         }
         Ok(Server {
             listeners,
-            prepared,
-            config,
+            shared: Shared::new(runtime),
         })
     }
 
@@ -228,42 +96,26 @@ impl Server {
             .collect()
     }
 
-    /// A handle to reload certificates and the ranges file of this server (SIGHUP does this).
+    /// A handle to reload this server's configuration and files (SIGHUP uses it).
     pub fn reloader(&self) -> Reloader {
         Reloader {
-            shared: self.prepared.shared.clone(),
-            certs: self.prepared.certs.clone(),
-            trust: self.prepared.trust.clone(),
-            htpasswd: self.prepared.htpasswd.clone(),
+            shared: self.shared.clone(),
         }
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
     /// within `shutdown.grace`, and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Server {
-            listeners,
-            prepared,
-            config,
-        } = self;
-        log_startup(&config, &prepared);
-        let maintenance = tokio::spawn(crate::reload::maintenance(
-            Reloader {
-                shared: prepared.shared.clone(),
-                certs: prepared.certs.clone(),
-                trust: prepared.trust.clone(),
-                htpasswd: prepared.htpasswd.clone(),
-            },
-            config.tls.reload_interval,
-        ));
+        let Server { listeners, shared } = self;
+        let start = shared.runtime.load_full();
+        log_startup(&start);
+        let maintenance = tokio::spawn(crate::reload::maintenance(Reloader {
+            shared: shared.clone(),
+        }));
         let tracker = TaskTracker::new();
         let (stop_tx, stop_rx) = watch::channel(false);
-        let limit = Arc::new(Semaphore::new(config.limits.max_connections));
-        let settings = Arc::new(ConnSettings {
-            max_header_bytes: config.limits.max_header_bytes,
-            header_read_timeout: config.limits.header_read_timeout,
-            handshake_timeout: config.tls.handshake_timeout,
-        });
+        // The connection limit is fixed for the life of the process (a reload logs a change).
+        let limit = Arc::new(Semaphore::new(start.config.limits.max_connections));
         let mut loops = Vec::new();
         for (listener, scheme) in listeners {
             if let Ok(addr) = listener.local_addr() {
@@ -272,44 +124,47 @@ impl Server {
             loops.push(tokio::spawn(accept_loop(AcceptLoop {
                 listener,
                 scheme,
-                shared: prepared.shared.clone(),
-                tls: prepared.tls.clone(),
-                settings: settings.clone(),
+                shared: shared.clone(),
                 limit: limit.clone(),
                 tracker: tracker.clone(),
                 stop: stop_rx.clone(),
             })));
         }
         shutdown.await;
-        info!(grace = ?config.shutdown_grace, "shutting down: no new connections, waiting for in-flight requests");
+        let grace = shared.runtime.load().config.shutdown_grace;
+        info!(
+            ?grace,
+            "shutting down: no new connections, waiting for in-flight requests"
+        );
         let _ = stop_tx.send(true);
         maintenance.abort();
         for l in loops {
             let _ = l.await;
         }
         tracker.close();
-        match tokio::time::timeout(config.shutdown_grace, tracker.wait()).await {
+        match tokio::time::timeout(grace, tracker.wait()).await {
             Ok(()) => info!("all connections closed; exiting"),
-            Err(_) => {
-                warn!(grace = ?config.shutdown_grace, "grace period over; closing the remaining connections")
-            }
+            Err(_) => warn!(
+                ?grace,
+                "grace period over; closing the remaining connections"
+            ),
         }
     }
 }
 
-fn log_startup(config: &Config, prepared: &Prepared) {
+fn log_startup(runtime: &Runtime) {
+    let config = &runtime.config;
     info!(config = %config.source, version = env!("CARGO_PKG_VERSION"), "origin-gate starting");
-    if prepared
-        .shared
+    if runtime
         .upstream
         .is_echo(crate::pipeline::UpstreamChoice::Primary)
     {
         info!("backend: embedded echo origin (no backend configured); responses show what WordPress would see");
     } else {
-        info!(backend = %prepared.shared.upstream.describe(crate::pipeline::UpstreamChoice::Primary), "backend");
+        info!(backend = %runtime.upstream.describe(crate::pipeline::UpstreamChoice::Primary), "backend");
     }
     info!(
-        ranges = prepared.shared.pipeline.load().trusted.len(),
+        ranges = runtime.pipeline.trusted.len(),
         cloudflare_builtin = config.trust.cloudflare,
         cloudflare_list_date = CLOUDFLARE_LIST_DATE,
         "trusted proxy ranges loaded"
@@ -327,7 +182,7 @@ fn log_startup(config: &Config, prepared: &Prepared) {
             );
         }
     }
-    if let Some(store) = &prepared.certs {
+    if let Some(store) = &runtime.certs {
         let set = store.current();
         for e in &set.entries {
             match &e.cert.summary {
@@ -354,18 +209,10 @@ fn log_startup(config: &Config, prepared: &Prepared) {
     }
 }
 
-struct ConnSettings {
-    max_header_bytes: usize,
-    header_read_timeout: Duration,
-    handshake_timeout: Duration,
-}
-
 struct AcceptLoop {
     listener: TcpListener,
     scheme: Scheme,
     shared: Arc<Shared>,
-    tls: Option<TlsAcceptor>,
-    settings: Arc<ConnSettings>,
     limit: Arc<Semaphore>,
     tracker: TaskTracker,
     stop: watch::Receiver<bool>,
@@ -398,8 +245,6 @@ async fn accept_loop(mut l: AcceptLoop) {
             peer,
             scheme: l.scheme,
             shared: l.shared.clone(),
-            tls: l.tls.clone(),
-            settings: l.settings.clone(),
             stop: l.stop.clone(),
         };
         l.tracker.spawn(async move {
@@ -415,8 +260,6 @@ struct Conn {
     peer: SocketAddr,
     scheme: Scheme,
     shared: Arc<Shared>,
-    tls: Option<TlsAcceptor>,
-    settings: Arc<ConnSettings>,
     stop: watch::Receiver<bool>,
 }
 
@@ -426,27 +269,30 @@ async fn serve_connection(c: Conn) {
         peer,
         scheme,
         shared,
-        tls,
-        settings,
         stop,
     } = c;
+    // New connections use the configuration current at accept time.
+    let runtime = shared.runtime.load_full();
+    let limits = &runtime.config.limits;
     let local = stream
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let mut h1 = http1::Builder::new();
     h1.timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout)
-        .max_buf_size(settings.max_header_bytes)
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes)
         .keep_alive(true);
     let service = |ctx: Arc<ConnContext>| {
         let shared = shared.clone();
         service_fn(move |req| proxy::handle(shared.clone(), ctx.clone(), req))
     };
 
-    let result = match (scheme, tls) {
+    let result = match (scheme, runtime.tls.clone()) {
         (Scheme::Https, Some(acceptor)) => {
-            let handshake =
-                tokio::time::timeout(settings.handshake_timeout, acceptor.accept(stream));
+            let handshake = tokio::time::timeout(
+                runtime.config.tls.handshake_timeout,
+                acceptor.accept(stream),
+            );
             let tls_stream = match handshake.await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
@@ -469,13 +315,7 @@ async fn serve_connection(c: Conn) {
                 client_cert_verified: session.peer_certificates().is_some_and(|c| !c.is_empty()),
             };
             let is_h2 = session.alpn_protocol() == Some(b"h2");
-            let ctx = Arc::new(ConnContext::new(
-                peer,
-                local,
-                scheme,
-                &shared.pipeline.load(),
-                Some(info),
-            ));
+            let ctx = Arc::new(ConnContext::new(peer, local, scheme, Some(info)));
             let io = TokioIo::new(tls_stream);
             if is_h2 {
                 let mut h2 = http2::Builder::new(TokioExecutor::new());
@@ -498,13 +338,7 @@ async fn serve_connection(c: Conn) {
             return;
         }
         (Scheme::Http, _) => {
-            let ctx = Arc::new(ConnContext::new(
-                peer,
-                local,
-                scheme,
-                &shared.pipeline.load(),
-                None,
-            ));
+            let ctx = Arc::new(ConnContext::new(peer, local, scheme, None));
             let io = TokioIo::new(stream);
             drive(
                 h1.serve_connection(io, service(ctx)).with_upgrades(),

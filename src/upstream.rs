@@ -60,7 +60,8 @@ impl UpstreamError {
     }
 }
 
-/// The pooled client and the backend addresses.
+/// The pooled client and the backend addresses. Cloning shares the pool.
+#[derive(Clone)]
 pub struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, Incoming>,
     primary: Option<Uri>,

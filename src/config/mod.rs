@@ -93,7 +93,7 @@ pub enum BackendTarget {
     Echo,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendConfig {
     pub target: BackendTarget,
     /// When set, https visitors are sent here (a TLS port on which the origin sets `HTTPS=on`).
@@ -179,6 +179,8 @@ pub enum AcmeMode {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub source: Source,
+    /// The text it was parsed from (a reload compares it to the file's new text).
+    pub text: String,
     pub server_names: Vec<String>,
     pub listen: ListenConfig,
     pub backend: BackendConfig,
@@ -583,6 +585,7 @@ impl Validator<'_> {
 
         Some(Config {
             source,
+            text: self.text.to_string(),
             server_names,
             listen,
             backend: backend?,
