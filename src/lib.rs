@@ -6,11 +6,15 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod access_log;
+pub mod admin;
 pub mod check;
 pub mod config;
+pub mod diag;
 pub mod echo;
 pub mod forwarded;
 pub mod htpasswd;
+pub mod metrics;
 pub mod pipeline;
 pub mod proxy;
 pub mod reload;

@@ -118,6 +118,17 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
                 tracing::info!(?outcome, "reload finished");
             }
         });
+        let reopener = server.reloader();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+                return;
+            };
+            while usr1.recv().await.is_some() {
+                tracing::info!("SIGUSR1 received: reopening the access log");
+                reopener.reopen_access_log();
+            }
+        });
         server.run(shutdown_signal()).await;
         ExitCode::SUCCESS
     })

@@ -1,16 +1,19 @@
-//! The hyper service: pipeline decision → backend (or a local answer) → response rewrite → log.
+//! The hyper service: pipeline decision → backend (or a local answer) → response rewrite →
+//! access log, metrics and diagnostics (for every request, whatever happened to it).
 
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{
-    HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE,
+    HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, LOCATION, REFERER, USER_AGENT,
+    WWW_AUTHENTICATE,
 };
-use http::{Request, Response, StatusCode};
+use http::{HeaderMap, Request, Response, StatusCode, Version};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
@@ -18,10 +21,13 @@ use hyper_util::rt::TokioIo;
 use tracing::{debug, info, warn};
 
 use crate::access::{self, AccessRule};
+use crate::access_log::{AccessRecord, Format};
 use crate::config::AcmeMode;
+use crate::diag::{self, CloudflareMode};
 use crate::echo;
-use crate::pipeline::{self, Action, ConnContext, Route};
-use crate::state::Shared;
+use crate::pipeline::{self, Action, ConnContext, Decision, Route};
+use crate::state::{Runtime, Shared};
+use crate::visitor::Scheme;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
@@ -45,56 +51,143 @@ pub fn text_response(status: StatusCode, message: &str) -> Response<ProxyBody> {
     resp
 }
 
-/// What is logged for one request once its response body is finished (or abandoned).
-struct RequestRecord {
-    start: Instant,
-    method: http::Method,
-    host: String,
-    path: String,
-    client_ip: std::net::IpAddr,
-    peer: std::net::SocketAddr,
-    route: Route,
-    status: u16,
-    upstream_error: Option<&'static str>,
-    user: Option<String>,
+/// The request body on its way to the backend, counted for the access log's `bytes_in`.
+pub struct CountedBody {
+    inner: Incoming,
+    count: Arc<AtomicU64>,
 }
 
-/// Handles one request. Never fails: every error becomes a response and a log line.
+impl Body for CountedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                this.count.fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// What is known about one request while it runs; becomes an [`AccessRecord`] when the
+/// response body is finished (or abandoned).
+struct RequestRecord {
+    ts: SystemTime,
+    start: Instant,
+    conn: Arc<ConnContext>,
+    method: http::Method,
+    version: Version,
+    host: Option<String>,
+    path: String,
+    query: Option<String>,
+    client_ip: std::net::IpAddr,
+    trusted: bool,
+    scheme: Scheme,
+    route: Route,
+    status: u16,
+    bytes_in: Arc<AtomicU64>,
+    upstream: Option<Duration>,
+    upstream_status: Option<u16>,
+    upstream_error: Option<&'static str>,
+    user: Option<String>,
+    cf_ray: Option<String>,
+    user_agent: Option<String>,
+    referer: Option<String>,
+}
+
+fn header_string(headers: &HeaderMap, name: impl http::header::AsHeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
+/// Facts read from the request head before the pipeline strips what it must.
+struct Incoming0 {
+    cf_ray: Option<String>,
+    cf_visitor_https: bool,
+    cloudflare_headers: bool,
+}
+
+impl Incoming0 {
+    fn read(headers: &HeaderMap) -> Incoming0 {
+        let cf_visitor = headers.get("cf-visitor").and_then(|v| v.to_str().ok());
+        Incoming0 {
+            cf_ray: header_string(headers, "cf-ray"),
+            cf_visitor_https: cf_visitor.and_then(crate::visitor::cf_visitor_scheme)
+                == Some(Scheme::Https),
+            cloudflare_headers: cf_visitor.is_some()
+                || headers.contains_key("cf-connecting-ip")
+                || headers.contains_key("cf-ray"),
+        }
+    }
+}
+
+/// Handles one request. Never fails: every error becomes a response, a log line and metrics.
 pub async fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnContext>,
     req: Request<Incoming>,
 ) -> Result<Response<LoggedBody>, Infallible> {
     let start = Instant::now();
+    let ts = SystemTime::now();
     let (mut parts, body) = req.into_parts();
-    let method = parts.method.clone();
-    let raw_path = parts.uri.path().to_string();
+    let seen = Incoming0::read(&parts.headers);
+    let original_target = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| "/".to_string(), |pq| pq.as_str().to_string());
     // One configuration for the whole request, even if a reload swaps it meanwhile.
     let runtime = shared.runtime.load_full();
     let pipeline_cfg = &runtime.pipeline;
     let decision = pipeline::decide(pipeline_cfg, &conn, &mut parts);
     let mut record = RequestRecord {
+        ts,
         start,
-        method,
+        conn: conn.clone(),
+        method: parts.method.clone(),
+        version: parts.version,
         host: decision
             .host
             .as_ref()
             .and_then(|h| h.to_str().ok())
-            .unwrap_or("-")
-            .to_string(),
-        path: raw_path,
+            .map(str::to_string),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().map(str::to_string),
         client_ip: decision.visitor.client_ip,
-        peer: conn.peer,
+        trusted: decision.visitor.trusted_peer,
+        scheme: decision.visitor.scheme,
         route: decision.route,
         status: 0,
+        bytes_in: Arc::new(AtomicU64::new(0)),
+        upstream: None,
+        upstream_status: None,
         upstream_error: None,
         user: None,
+        cf_ray: seen.cf_ray.clone(),
+        user_agent: header_string(&parts.headers, USER_AGENT),
+        referer: header_string(&parts.headers, REFERER),
     };
+    diagnose_request(&shared, &conn, &decision, &seen, &runtime);
 
     let response = match &decision.action {
         Action::Respond { status, message } => {
             match decision.route {
-                Route::Lockdown => {
+                Route::Lockdown if shared.diag.allow("lockdown").is_some() => {
                     warn!(peer = %conn.peer, "lockdown: refused a request from a peer outside the trusted ranges")
                 }
                 Route::IpDenied => {
@@ -143,10 +236,18 @@ pub async fn handle(
                     .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 resp
             } else {
+                let body = CountedBody {
+                    inner: body,
+                    count: record.bytes_in.clone(),
+                };
                 let mut req = Request::from_parts(parts, body);
                 let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+                let sent = Instant::now();
                 match runtime.upstream.send(*upstream, req).await {
                     Ok(mut resp) => {
+                        record.upstream = Some(sent.elapsed());
+                        record.upstream_status = Some(resp.status().as_u16());
+                        shared.metrics.observe_upstream(sent.elapsed());
                         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                             if let Some(client_side) = client_upgrade {
                                 tunnel(client_side, hyper::upgrade::on(&mut resp));
@@ -159,11 +260,24 @@ pub async fn handle(
                             head.status,
                             &mut head.headers,
                         );
+                        if head.status.is_redirection() {
+                            diagnose_redirect(
+                                &shared,
+                                &decision,
+                                &head.headers,
+                                &original_target,
+                                &runtime,
+                            );
+                        }
                         Response::from_parts(head, body.map_err(BoxError::from).boxed())
                     }
                     Err(e) => {
-                        warn!(error = %e, "upstream error");
+                        record.upstream = Some(sent.elapsed());
                         record.upstream_error = Some(e.kind());
+                        shared.metrics.upstream_error(e.kind());
+                        if let Some(n) = shared.diag.allow(e.kind()) {
+                            warn!(error = %e, occurrences = n, "backend request failed; visitors get {}", e.status().as_u16());
+                        }
                         text_response(e.status(), status_message(e.status()))
                     }
                 }
@@ -183,7 +297,96 @@ pub async fn handle(
             log_acme(&record, response.status(), &by);
         }
     }
-    Ok(finish(response, record))
+    record.status = response.status().as_u16();
+    Ok(response.map(|inner| LoggedBody {
+        inner,
+        bytes: 0,
+        record: Some(record),
+        shared,
+        runtime,
+    }))
+}
+
+/// Per-request diagnostics that need the headers as they arrived.
+fn diagnose_request(
+    shared: &Shared,
+    conn: &ConnContext,
+    decision: &Decision,
+    seen: &Incoming0,
+    runtime: &Runtime,
+) {
+    if !seen.cloudflare_headers {
+        return;
+    }
+    if decision.visitor.trusted_peer {
+        // The Cloudflare SSL mode shows in how requests arrive: once per mode, at INFO.
+        let mode = match conn.listener {
+            Scheme::Https => Some(CloudflareMode::Full),
+            Scheme::Http if seen.cf_visitor_https => Some(CloudflareMode::Flexible),
+            Scheme::Http => None,
+        };
+        if let Some(mode) = mode {
+            if shared.diag.first_sight(mode) {
+                match mode {
+                    CloudflareMode::Flexible => info!("Cloudflare SSL mode looks like \"Flexible\": https visitors arrive over plain http on port 80; WordPress sees https through X-Forwarded-Proto once the origin maps it (deploy/wordpress/). Consider \"Full (strict)\" with an Origin CA certificate"),
+                    CloudflareMode::Full => info!("Cloudflare SSL mode looks like \"Full\" or \"Full (strict)\": requests arrive over TLS"),
+                }
+            }
+        }
+        return;
+    }
+    let key = format!("untrusted-cf:{}", conn.peer.ip());
+    if decision.route == Route::Redirect && seen.cf_visitor_https {
+        if let Some(n) = shared.diag.allow("flexible-loop") {
+            warn!(
+                peer = %conn.peer.ip(),
+                occurrences = n,
+                "redirect loop ahead: this request says it came through Cloudflare Flexible (CF-Visitor https) but its peer is not trusted, so it is treated as an http visitor and https.redirect sends it to https — which Cloudflare delivers over http again. Trust Cloudflare (trust.cloudflare = true; a current list via trust.ranges_file) or switch Cloudflare to Full"
+            );
+        }
+    } else if let Some(n) = shared.diag.allow(&key) {
+        warn!(
+            peer = %conn.peer.ip(),
+            occurrences = n,
+            cloudflare_builtin = runtime.config.trust.cloudflare,
+            "a peer outside the trusted ranges sent Cloudflare headers (CF-Connecting-IP / CF-Visitor / CF-Ray): a spoofing attempt, or Cloudflare ranges newer than this list (add them with trust.ranges_file); the headers were dropped"
+        );
+    }
+}
+
+/// The backend redirected the visitor to the very URL they asked for: a loop.
+fn diagnose_redirect(
+    shared: &Shared,
+    decision: &Decision,
+    headers: &HeaderMap,
+    original_target: &str,
+    runtime: &Runtime,
+) {
+    let (Some(location), Some(host)) = (
+        headers.get(LOCATION).and_then(|l| l.to_str().ok()),
+        decision.host.as_ref().and_then(|h| h.to_str().ok()),
+    ) else {
+        return;
+    };
+    let scheme = decision.visitor.scheme.as_str();
+    if diag::is_self_redirect(location, scheme, host, original_target) {
+        if let Some(n) = shared.diag.allow("redirect-loop") {
+            warn!(
+                url = %format_args!("{scheme}://{host}{original_target}"),
+                backend = %runtime.upstream.describe(pipeline::UpstreamChoice::Primary),
+                occurrences = n,
+                "redirect loop: the backend redirected the visitor to the URL they asked for. WordPress does not see that the visitor uses https: map X-Forwarded-Proto in the origin (deploy/wordpress/wp-config-https.php, apache-https.conf or nginx-php-fpm.conf), or set backend.https_url"
+            );
+        }
+    }
+}
+
+fn status_message(status: StatusCode) -> &'static str {
+    if status == StatusCode::GATEWAY_TIMEOUT {
+        "The origin web server did not answer in time."
+    } else {
+        "The origin web server could not be reached."
+    }
 }
 
 /// Every challenge fetch is logged: the renewal it belongs to fails silently otherwise.
@@ -285,23 +488,6 @@ async fn check_basic_auth(
     }
 }
 
-fn status_message(status: StatusCode) -> &'static str {
-    if status == StatusCode::GATEWAY_TIMEOUT {
-        "The origin web server did not answer in time."
-    } else {
-        "The origin web server could not be reached."
-    }
-}
-
-fn finish(response: Response<ProxyBody>, mut record: RequestRecord) -> Response<LoggedBody> {
-    record.status = response.status().as_u16();
-    response.map(|inner| LoggedBody {
-        inner,
-        bytes: 0,
-        record: Some(record),
-    })
-}
-
 /// Joins the visitor's and the backend's upgraded connections (WebSocket) and copies bytes both
 /// ways until either side closes.
 fn tunnel(client: hyper::upgrade::OnUpgrade, backend: hyper::upgrade::OnUpgrade) {
@@ -321,12 +507,15 @@ fn tunnel(client: hyper::upgrade::OnUpgrade, backend: hyper::upgrade::OnUpgrade)
     });
 }
 
-/// The response body as sent to the visitor: counts bytes and writes the request's log line when
-/// the body ends or is dropped (client gone), so duration and size are the real ones.
+/// The response body as sent to the visitor: counts bytes and, when the body ends or is
+/// dropped (client gone), writes the access-log line and the metrics, so duration and size are
+/// the real ones.
 pub struct LoggedBody {
     inner: ProxyBody,
     bytes: u64,
     record: Option<RequestRecord>,
+    shared: Arc<Shared>,
+    runtime: Arc<Runtime>,
 }
 
 impl Body for LoggedBody {
@@ -356,24 +545,69 @@ impl Body for LoggedBody {
     }
 }
 
+fn version_str(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
+}
+
 impl Drop for LoggedBody {
     fn drop(&mut self) {
-        if let Some(r) = self.record.take() {
-            info!(
-                target: "origin_gate::request",
-                method = %r.method,
-                host = %r.host,
-                path = %r.path,
-                status = r.status,
-                duration_ms = %format_args!("{:.3}", r.start.elapsed().as_secs_f64() * 1000.0),
-                bytes = self.bytes,
-                client = %r.client_ip,
-                peer = %r.peer,
-                route = r.route.as_str(),
-                upstream_error = r.upstream_error.unwrap_or("-"),
-                user = r.user.as_deref().unwrap_or("-"),
-                "request"
-            );
+        let Some(r) = self.record.take() else { return };
+        let duration = r.start.elapsed();
+        self.shared
+            .metrics
+            .observe_request(r.route, r.status, duration);
+        debug!(
+            target: "origin_gate::request",
+            method = %r.method,
+            host = r.host.as_deref().unwrap_or("-"),
+            path = %r.path,
+            status = r.status,
+            duration_ms = %format_args!("{:.3}", duration.as_secs_f64() * 1000.0),
+            bytes = self.bytes,
+            client = %r.client_ip,
+            route = r.route.as_str(),
+            "request"
+        );
+        let log = &self.runtime.config.log;
+        if log.access == Format::Off {
+            return;
         }
+        let record = AccessRecord {
+            ts: r.ts,
+            client_ip: r.client_ip,
+            peer: r.conn.peer,
+            trusted: r.trusted,
+            scheme: r.scheme,
+            listener: r.conn.listener,
+            tls: r.conn.tls.clone(),
+            method: r.method.to_string(),
+            host: r.host,
+            path: r.path,
+            query: r.query,
+            version: version_str(r.version),
+            status: r.status,
+            bytes_in: r.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.bytes,
+            duration,
+            upstream: r.upstream,
+            upstream_status: r.upstream_status,
+            upstream_error: r.upstream_error,
+            user: r.user,
+            route: r.route,
+            cf_ray: r.cf_ray,
+            user_agent: r.user_agent,
+            referer: r.referer,
+        };
+        let line = match log.access {
+            Format::Json => record.to_json(log.redact_query),
+            _ => record.to_combined(log.redact_query),
+        };
+        self.shared.access_log.write(line);
     }
 }

@@ -86,7 +86,11 @@ impl Reloader {
                 if let Some(store) = &next.certs {
                     log_alarms(&store.alarms(now_unix()));
                 }
+                self.shared
+                    .access_log
+                    .set_destination(next.config.log.access_file.clone());
                 self.shared.runtime.store(Arc::new(next));
+                self.shared.metrics.reload("reloaded");
                 info!(config = %path.display(), "configuration reloaded");
                 ReloadOutcome {
                     config_reloaded: true,
@@ -94,6 +98,7 @@ impl Reloader {
                 }
             }
             Err(problems) => {
+                self.shared.metrics.reload("refused");
                 for p in &problems {
                     error!("configuration reload refused: {p}");
                 }
@@ -108,6 +113,11 @@ impl Reloader {
                 }
             }
         }
+    }
+
+    /// SIGUSR1: reopen the access-log file (after logrotate moved it).
+    pub fn reopen_access_log(&self) {
+        self.shared.access_log.reopen();
     }
 
     fn reload_files(&self) -> ReloadOutcome {

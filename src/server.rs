@@ -49,6 +49,7 @@ fn problems_text(problems: &[Problem]) -> String {
 /// A bound, not yet running origin-gate.
 pub struct Server {
     listeners: Vec<(TcpListener, Scheme)>,
+    admin: Option<TcpListener>,
     shared: Arc<Shared>,
 }
 
@@ -81,8 +82,16 @@ impl Server {
         if listeners.is_empty() {
             return Err(StartError::Other("no listen address could be bound".into()));
         }
+        let admin = match config.admin_listen {
+            Some(addr) => Some(bind_listener(addr).map_err(|source| {
+                let hint = bind_hint(addr, &source);
+                StartError::Bind { addr, source, hint }
+            })?),
+            None => None,
+        };
         Ok(Server {
             listeners,
+            admin,
             shared: Shared::new(runtime),
         })
     }
@@ -96,6 +105,11 @@ impl Server {
             .collect()
     }
 
+    /// The admin listener's address, when `admin.listen` is set.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// A handle to reload this server's configuration and files (SIGHUP uses it).
     pub fn reloader(&self) -> Reloader {
         Reloader {
@@ -106,12 +120,22 @@ impl Server {
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
     /// within `shutdown.grace`, and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Server { listeners, shared } = self;
+        let Server {
+            listeners,
+            admin,
+            shared,
+        } = self;
         let start = shared.runtime.load_full();
         log_startup(&start);
         let maintenance = tokio::spawn(crate::reload::maintenance(Reloader {
             shared: shared.clone(),
         }));
+        let admin = admin.map(|l| {
+            if let Ok(addr) = l.local_addr() {
+                info!(listener = "admin", %addr, "listening (/healthz, /metrics)");
+            }
+            tokio::spawn(crate::admin::serve(l, shared.clone()))
+        });
         let tracker = TaskTracker::new();
         let (stop_tx, stop_rx) = watch::channel(false);
         // The connection limit is fixed for the life of the process (a reload logs a change).
@@ -138,6 +162,9 @@ impl Server {
         );
         let _ = stop_tx.send(true);
         maintenance.abort();
+        if let Some(a) = admin {
+            a.abort();
+        }
         for l in loops {
             let _ = l.await;
         }
@@ -274,6 +301,7 @@ async fn serve_connection(c: Conn) {
     // New connections use the configuration current at accept time.
     let runtime = shared.runtime.load_full();
     let limits = &runtime.config.limits;
+    let _open = shared.metrics.connection(scheme);
     let local = stream
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -296,14 +324,17 @@ async fn serve_connection(c: Conn) {
             let tls_stream = match handshake.await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
+                    shared.metrics.handshake("failed");
                     debug!(%peer, error = %e, "TLS handshake failed");
                     return;
                 }
                 Err(_) => {
+                    shared.metrics.handshake("timeout");
                     debug!(%peer, "TLS handshake timed out");
                     return;
                 }
             };
+            shared.metrics.handshake("ok");
             let session = tls_stream.get_ref().1;
             let info = TlsInfo {
                 sni: session.server_name().map(Into::into),

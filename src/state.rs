@@ -9,8 +9,11 @@ use arc_swap::ArcSwap;
 use tokio_rustls::TlsAcceptor;
 
 use crate::access::AccessRule;
+use crate::access_log::AccessLog;
 use crate::config::{AcmeMode, Config, Problem};
+use crate::diag::Diag;
 use crate::htpasswd::HtpasswdFile;
+use crate::metrics::Metrics;
 use crate::pipeline::PipelineConfig;
 use crate::tls::{self, CertStore};
 use crate::trust::TrustedRanges;
@@ -28,15 +31,23 @@ pub struct Runtime {
     pub htpasswd: Vec<Arc<HtpasswdFile>>,
 }
 
-/// What connections and requests share: the current runtime, swapped whole on reload.
+/// What connections and requests share: the current runtime, swapped whole on reload, and the
+/// process-wide parts that outlive any one configuration.
 pub struct Shared {
     pub runtime: ArcSwap<Runtime>,
+    pub metrics: Metrics,
+    pub access_log: AccessLog,
+    pub diag: Diag,
 }
 
 impl Shared {
     pub fn new(runtime: Runtime) -> Arc<Shared> {
+        let access_log = AccessLog::start(runtime.config.log.access_file.clone());
         Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
+            metrics: Metrics::new(),
+            access_log,
+            diag: Diag::default(),
         })
     }
 }

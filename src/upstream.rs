@@ -19,6 +19,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 
 use crate::config::{BackendConfig, BackendTarget};
 use crate::pipeline::UpstreamChoice;
+use crate::proxy::CountedBody;
 use crate::tls::provider;
 
 /// Why a request to the backend failed; decides 502 vs 504 and carries the operator's hint.
@@ -63,7 +64,7 @@ impl UpstreamError {
 /// The pooled client and the backend addresses. Cloning shares the pool.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    client: Client<HttpsConnector<HttpConnector>, CountedBody>,
     primary: Option<Uri>,
     https: Option<Uri>,
     acme: Option<Uri>,
@@ -115,6 +116,20 @@ impl Upstream {
         }
     }
 
+    /// `host:port` of `backend.url` (default port by scheme), for health probes.
+    pub fn primary_authority(&self) -> Option<String> {
+        let uri = self.primary.as_ref()?;
+        let host = uri.host()?;
+        let port = uri
+            .port_u16()
+            .unwrap_or(if uri.scheme_str() == Some("https") {
+                443
+            } else {
+                80
+            });
+        Some(format!("{host}:{port}"))
+    }
+
     /// The backend a choice goes to, for log lines.
     pub fn describe(&self, choice: UpstreamChoice) -> String {
         self.base(choice).map_or_else(
@@ -128,7 +143,7 @@ impl Upstream {
     pub async fn send(
         &self,
         choice: UpstreamChoice,
-        mut req: Request<Incoming>,
+        mut req: Request<CountedBody>,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let backend = self.describe(choice);
         let Some(base) = self.base(choice) else {

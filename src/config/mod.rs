@@ -164,6 +164,15 @@ pub struct Limits {
     pub max_connections: usize,
 }
 
+/// `[log]` beyond the level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    pub access: crate::access_log::Format,
+    /// None: stdout.
+    pub access_file: Option<PathBuf>,
+    pub redact_query: bool,
+}
+
 /// How ACME HTTP-01 challenges are answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AcmeMode {
@@ -190,6 +199,9 @@ pub struct Config {
     pub access: Vec<crate::access::AccessRuleConfig>,
     pub acme: AcmeMode,
     pub log_level: String,
+    pub log: LogConfig,
+    /// `admin.listen`: where `/healthz` and `/metrics` are served, if anywhere.
+    pub admin_listen: Option<SocketAddr>,
     pub limits: Limits,
     pub shutdown_grace: Duration,
 }
@@ -557,6 +569,33 @@ impl Validator<'_> {
             }
         };
 
+        let log = LogConfig {
+            access: match raw.log.access.as_ref() {
+                None => crate::access_log::Format::Json,
+                Some(a) => match a.get_ref().as_str() {
+                    "json" => crate::access_log::Format::Json,
+                    "combined" => crate::access_log::Format::Combined,
+                    "off" => crate::access_log::Format::Off,
+                    other => {
+                        self.problem(a, "log.access", format!("{other:?} is not an access-log format; use \"json\", \"combined\" or \"off\""));
+                        crate::access_log::Format::Json
+                    }
+                },
+            },
+            access_file: raw.log.access_file.as_ref().map(|f| self.path(f)),
+            redact_query: raw.log.redact_query.unwrap_or(false),
+        };
+        let admin_listen = raw.admin.listen.as_ref().and_then(|l| match l.get_ref().parse::<SocketAddr>() {
+            Ok(a) if a.ip().is_loopback() || raw.admin.allow_remote.unwrap_or(false) => Some(a),
+            Ok(_) => {
+                self.problem(l, "admin.listen", format!("{:?} is not a loopback address; metrics and health details are for this machine only (set admin.allow_remote = true to override)", l.get_ref()));
+                None
+            }
+            Err(_) => {
+                self.problem(l, "admin.listen", format!("{:?} is not an address:port; write it like \"127.0.0.1:9901\"", l.get_ref()));
+                None
+            }
+        });
         let limits = Limits {
             // hyper refuses buffers under 8 KiB; 16 MiB is far beyond any sane request head.
             max_header_bytes: self.integer(
@@ -595,6 +634,8 @@ impl Validator<'_> {
             access,
             acme,
             log_level,
+            log,
+            admin_listen,
             limits,
             shutdown_grace,
         })

@@ -30,6 +30,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub log: RawLog,
     #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
     pub limits: RawLimits,
     #[serde(default)]
     pub shutdown: RawShutdown,
@@ -96,6 +98,16 @@ pub struct RawCert {
 #[serde(deny_unknown_fields)]
 pub struct RawLog {
     pub level: Option<Text>,
+    pub access: Option<Text>,
+    pub access_file: Option<Text>,
+    pub redact_query: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: Option<Text>,
+    pub allow_remote: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

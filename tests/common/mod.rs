@@ -325,6 +325,13 @@ impl Gate {
     }
 
     pub async fn start_in(dir: tempfile::TempDir, toml: &str) -> Gate {
+        // In-process gates keep the test output clean unless a test asks for the access log.
+        let toml = if toml.contains("[log]") {
+            toml.to_string()
+        } else {
+            format!("{toml}\n[log]\naccess = \"off\"\n")
+        };
+        let toml = toml.as_str();
         let path = dir.path().join("origin-gate.toml");
         std::fs::write(&path, toml).unwrap();
         let config = Config::parse(toml, Source::File(path))

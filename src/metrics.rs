@@ -1,0 +1,218 @@
+//! Prometheus metrics (prometheus-client, OpenMetrics text) for the admin listener's `/metrics`.
+//! Names are prefixed `origin_gate_`.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::pipeline::Route;
+use crate::tls::now_unix;
+use crate::visitor::Scheme;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: &'static str,
+    pub status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    pub listener: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertLabels {
+    pub cert: String,
+}
+
+/// All metrics of one process (kept across reloads).
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_duration: Histogram,
+    pub upstream_duration: Histogram,
+    pub upstream_errors: Family<KindLabels, Counter>,
+    pub open_connections: Family<ListenerLabels, Gauge>,
+    pub tls_handshakes: Family<ResultLabels, Counter>,
+    pub cert_days_left: Family<CertLabels, Gauge>,
+    pub reloads: Family<ResultLabels, Counter>,
+    pub access_log_dropped: Counter,
+    /// Unix time of the last response head the backend sent (health check).
+    pub backend_last_ok: AtomicI64,
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("origin_gate");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests by route and status class",
+            requests.clone(),
+        );
+        // 0.5 ms … ~16 s.
+        let request_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register(
+            "request_duration_seconds",
+            "Time from request head to the end of the response body",
+            request_duration.clone(),
+        );
+        let upstream_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register(
+            "upstream_duration_seconds",
+            "Time until the backend's response head",
+            upstream_duration.clone(),
+        );
+        let upstream_errors = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "upstream_errors",
+            "Failed backend requests by kind",
+            upstream_errors.clone(),
+        );
+        let open_connections = Family::<ListenerLabels, Gauge>::default();
+        registry.register(
+            "open_connections",
+            "Open client connections by listener",
+            open_connections.clone(),
+        );
+        let tls_handshakes = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "tls_handshakes",
+            "TLS handshakes by result (ok, failed, timeout)",
+            tls_handshakes.clone(),
+        );
+        let cert_days_left = Family::<CertLabels, Gauge>::default();
+        registry.register(
+            "certificate_days_left",
+            "Days until each configured certificate expires",
+            cert_days_left.clone(),
+        );
+        let reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Configuration reloads by result (reloaded, refused)",
+            reloads.clone(),
+        );
+        let access_log_dropped = Counter::default();
+        registry.register(
+            "access_log_dropped",
+            "Access-log lines dropped (queue full or write failed)",
+            access_log_dropped.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            request_duration,
+            upstream_duration,
+            upstream_errors,
+            open_connections,
+            tls_handshakes,
+            cert_days_left,
+            reloads,
+            access_log_dropped,
+            backend_last_ok: AtomicI64::new(0),
+        }
+    }
+
+    pub fn observe_request(&self, route: Route, status: u16, duration: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.as_str(),
+                status: status_class(status),
+            })
+            .inc();
+        self.request_duration.observe(duration.as_secs_f64());
+    }
+
+    pub fn observe_upstream(&self, duration: Duration) {
+        self.upstream_duration.observe(duration.as_secs_f64());
+        self.backend_last_ok.store(now_unix(), Ordering::Relaxed);
+    }
+
+    pub fn upstream_error(&self, kind: &'static str) {
+        self.upstream_errors
+            .get_or_create(&KindLabels { kind })
+            .inc();
+    }
+
+    pub fn connection(&self, listener: Scheme) -> ConnectionGuard {
+        let gauge = self
+            .open_connections
+            .get_or_create(&ListenerLabels {
+                listener: listener.as_str(),
+            })
+            .clone();
+        gauge.inc();
+        ConnectionGuard(gauge)
+    }
+
+    pub fn handshake(&self, result: &'static str) {
+        self.tls_handshakes
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    pub fn reload(&self, result: &'static str) {
+        self.reloads.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    /// The OpenMetrics text, after refreshing the gauges that are computed at scrape time.
+    pub fn encode(&self, certs: &[(String, i64)], access_log_dropped: u64) -> String {
+        self.cert_days_left.clear();
+        for (cert, days) in certs {
+            self.cert_days_left
+                .get_or_create(&CertLabels { cert: cert.clone() })
+                .set(*days);
+        }
+        let seen = self.access_log_dropped.get();
+        if access_log_dropped > seen {
+            self.access_log_dropped.inc_by(access_log_dropped - seen);
+        }
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Decrements the open-connection gauge when the connection ends.
+pub struct ConnectionGuard(Gauge);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
