@@ -247,6 +247,12 @@ async fn backend_handle(
                     .unwrap(),
             }
         }
+        // A backend that never concludes https: redirects every visitor to the https URL itself.
+        "/loop" => Response::builder()
+            .status(302)
+            .header("location", format!("https://{host}/loop"))
+            .body(empty())
+            .unwrap(),
         "/redirect-http" => Response::builder()
             .status(302)
             .header("location", format!("http://{host}/landed"))
@@ -382,7 +388,10 @@ pub struct GateProcess {
     pub child: Child,
     pub http: SocketAddr,
     pub https: Option<SocketAddr>,
+    pub admin: Option<SocketAddr>,
     pub log: mpsc::Receiver<String>,
+    /// Standard output: the access log, unless it goes to a file.
+    pub access: mpsc::Receiver<String>,
     /// Every log line up to and including the "listening" lines.
     pub startup: Vec<String>,
 }
@@ -398,10 +407,19 @@ impl GateProcess {
             .arg("--config")
             .arg(config)
             .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (access_tx, access_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if access_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -411,12 +429,15 @@ impl GateProcess {
                 }
             }
         });
-        let (mut http, mut https) = (None, None);
-        let expect_https = std::fs::read_to_string(config)
-            .unwrap()
-            .contains("https = [\"");
+        let (mut http, mut https, mut admin) = (None, None, None);
+        let text = std::fs::read_to_string(config).unwrap();
+        let expect_https = text.contains("https = [\"");
+        let expect_admin = text.contains("[admin]");
         let mut seen = Vec::new();
-        while http.is_none() || (expect_https && https.is_none()) {
+        while http.is_none()
+            || (expect_https && https.is_none())
+            || (expect_admin && admin.is_none())
+        {
             let line = rx
                 .recv_timeout(Duration::from_secs(20))
                 .unwrap_or_else(|_| {
@@ -427,7 +448,9 @@ impl GateProcess {
                 });
             if line.contains(" listening ") {
                 let addr: SocketAddr = line.rsplit("addr=").next().unwrap().trim().parse().unwrap();
-                if line.contains("listener=\"https\"") {
+                if line.contains("listener=\"admin\"") {
+                    admin = Some(addr);
+                } else if line.contains("listener=\"https\"") {
                     https = Some(addr);
                 } else {
                     http = Some(addr);
@@ -439,7 +462,9 @@ impl GateProcess {
             child,
             http: http.unwrap(),
             https,
+            admin,
             log: rx,
+            access: access_rx,
             startup: seen,
         }
     }
@@ -462,6 +487,17 @@ impl GateProcess {
             .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap()
+    }
+
+    /// The next `n` access-log lines from stdout (bounded wait).
+    pub fn access_lines(&self, n: usize) -> Vec<String> {
+        (0..n)
+            .map(|i| {
+                self.access
+                    .recv_timeout(Duration::from_secs(10))
+                    .unwrap_or_else(|_| panic!("access-log line {} of {n} did not arrive", i + 1))
+            })
+            .collect()
     }
 
     /// Waits (bounded) for a log line containing `needle`.
