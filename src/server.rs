@@ -188,7 +188,7 @@ fn log_startup(runtime: &Runtime) {
     {
         info!("backend: embedded echo origin (no backend configured); responses show what WordPress would see");
     } else {
-        info!(backend = %runtime.upstream.describe(crate::pipeline::UpstreamChoice::Primary), "backend");
+        info!(backend = %runtime.upstream.describe(crate::pipeline::UpstreamChoice::Primary), "forwarding to the backend");
     }
     info!(
         ranges = runtime.pipeline.trusted.len(),
