@@ -83,6 +83,12 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
+    // A panic is a bug; it ends only the connection task it happened on (tokio catches it), so
+    // one bad request cannot take every other visitor down with it. Make sure it is in the log.
+    std::panic::set_hook(Box::new(|info| {
+        tracing::error!("internal error (please report): {info}");
+    }));
+
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

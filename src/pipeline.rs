@@ -17,14 +17,15 @@
 use std::net::SocketAddr;
 
 use http::header::{
-    HeaderValue, CONNECTION, HOST, LOCATION, REFRESH, STRICT_TRANSPORT_SECURITY, UPGRADE,
+    HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, LOCATION, REFRESH, STRICT_TRANSPORT_SECURITY,
+    TRANSFER_ENCODING, UPGRADE,
 };
 use http::request::Parts;
 use http::uri::Authority;
 use http::{HeaderMap, Method, StatusCode, Version};
 
 use crate::access::{self, AccessRule, AcmePath};
-use crate::config::{AcmeMode, Config};
+use crate::config::{AcmeMode, BodyLimit, Config};
 use crate::forwarded::{self, host_name};
 use crate::trust::TrustedRanges;
 use crate::visitor::{self, Scheme, Visitor};
@@ -47,6 +48,7 @@ pub struct PipelineConfig {
     pub require_client_cert: bool,
     pub access: Vec<AccessRule>,
     pub acme: AcmeMode,
+    pub body_limits: Vec<BodyLimit>,
 }
 
 impl PipelineConfig {
@@ -62,6 +64,7 @@ impl PipelineConfig {
             require_client_cert: config.trust.require_client_cert,
             access,
             acme: config.acme.clone(),
+            body_limits: config.limits.body.clone(),
         }
     }
 }
@@ -119,6 +122,7 @@ pub enum Route {
     Acme,
     Redirect,
     Lockdown,
+    TooLarge,
     AuthDenied,
     IpDenied,
     BadRequest,
@@ -133,6 +137,7 @@ impl Route {
             Route::Acme => "acme",
             Route::Redirect => "redirect",
             Route::Lockdown => "lockdown",
+            Route::TooLarge => "too_large",
             Route::AuthDenied => "auth_denied",
             Route::IpDenied => "ip_denied",
             Route::BadRequest => "bad_request",
@@ -162,6 +167,8 @@ pub enum Action {
         upgrade: Option<HeaderValue>,
         /// Index of the access rule whose Basic auth must pass first.
         auth: Option<usize>,
+        /// `[[limits.body]]`: the most request-body bytes to pass on (413 beyond).
+        body_limit: Option<u64>,
     },
     /// Answer an ACME challenge from `acme.webroot`.
     AcmeWebroot { token: String },
@@ -201,6 +208,11 @@ pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Deci
         route,
         action: Action::Respond { status, message },
     };
+
+    // 0. Framing: anything a backend could read as a different request boundary is refused.
+    if let Err((status, message)) = check_framing(req) {
+        return respond(None, Route::BadRequest, status, message);
+    }
 
     // 1. Host.
     let host = match request_host(req) {
@@ -271,9 +283,11 @@ pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Deci
         };
     }
 
-    // 5. Access rules, on the normalised path, which is also what the backend receives.
+    // 5. Access rules and body limits, on the normalised path, which is also what the backend
+    //    receives.
     let mut auth = None;
-    if !acme && !cfg.access.is_empty() {
+    let mut body_limit = None;
+    if !acme && !(cfg.access.is_empty() && cfg.body_limits.is_empty()) {
         let normalized = match access::normalize_path(req.uri.path()) {
             Ok(p) => p,
             Err(_) => {
@@ -294,6 +308,22 @@ pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Deci
             );
         }
         let lower = normalized.to_ascii_lowercase();
+        body_limit = cfg
+            .body_limits
+            .iter()
+            .filter(|l| lower.starts_with(&l.prefix))
+            .max_by_key(|l| l.prefix.len())
+            .map(|l| l.max);
+        if let Some(max) = body_limit {
+            let declared = req
+                .headers
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > max) {
+                return respond(Some(host), Route::TooLarge, StatusCode::PAYLOAD_TOO_LARGE, "Request body too large.");
+            }
+        }
         if let Some((index, rule)) = access::match_rule(&cfg.access, name, &lower) {
             if !rule.admits(visitor.client_ip) {
                 return respond(
@@ -352,8 +382,34 @@ pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Deci
             upstream,
             upgrade,
             auth,
+            body_limit,
         },
     }
+}
+
+/// Request smuggling defences (RFC 9112 §6.1, §6.3): a request whose body length two parties
+/// could read differently is refused, and the connection closed, before anything is forwarded.
+/// Towards the backend hyper rebuilds the framing from scratch; these checks make sure there is
+/// only one reading to rebuild from.
+fn check_framing(req: &Parts) -> Result<(), (StatusCode, &'static str)> {
+    if req.version != Version::HTTP_11 && req.version != Version::HTTP_10 {
+        return Ok(()); // HTTP/2 frames bodies itself.
+    }
+    let mut lengths = req.headers.get_all(CONTENT_LENGTH).iter();
+    let length = lengths.next();
+    if lengths.next().is_some() || length.is_some_and(|v| v.as_bytes().contains(&b',')) {
+        return Err((StatusCode::BAD_REQUEST, "Repeated Content-Length."));
+    }
+    let mut codings = req.headers.get_all(TRANSFER_ENCODING).iter();
+    if let Some(coding) = codings.next() {
+        if length.is_some() {
+            return Err((StatusCode::BAD_REQUEST, "Both Content-Length and Transfer-Encoding."));
+        }
+        if codings.next().is_some() || !coding.as_bytes().eq_ignore_ascii_case(b"chunked") {
+            return Err((StatusCode::NOT_IMPLEMENTED, "Only Transfer-Encoding: chunked is supported."));
+        }
+    }
+    Ok(())
 }
 
 /// Puts the normalised path into the request target, keeping the query.
@@ -484,6 +540,7 @@ mod tests {
             require_client_cert: false,
             access: vec![],
             acme: AcmeMode::Proxy,
+            body_limits: vec![],
         }
     }
 

@@ -51,28 +51,37 @@ pub fn text_response(status: StatusCode, message: &str) -> Response<ProxyBody> {
     resp
 }
 
-/// The request body on its way to the backend, counted for the access log's `bytes_in`.
+/// The request body on its way to the backend, counted for the access log's `bytes_in`, and cut
+/// off with an error past `[[limits.body]]` (the request then ends as 413).
 pub struct CountedBody {
     inner: Incoming,
     count: Arc<AtomicU64>,
+    limit: Option<u64>,
+    exceeded: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// The body went past its `[[limits.body]]` maximum.
+#[derive(Debug, thiserror::Error)]
+#[error("request body larger than the configured limit")]
+pub struct BodyTooLarge;
 
 impl Body for CountedBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(data) = frame.data_ref() {
-                this.count.fetch_add(data.len() as u64, Ordering::Relaxed);
+                let total = this.count.fetch_add(data.len() as u64, Ordering::Relaxed) + data.len() as u64;
+                if this.limit.is_some_and(|max| total > max) {
+                    this.exceeded.store(true, Ordering::Relaxed);
+                    return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
+                }
             }
         }
-        polled
+        polled.map(|f| f.map(|r| r.map_err(BoxError::from)))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -199,7 +208,13 @@ pub async fn handle(
                 }
                 _ => {}
             }
-            text_response(*status, message)
+            let mut resp = text_response(*status, message);
+            if decision.route == Route::BadRequest {
+                // After a malformed request the connection's framing cannot be trusted.
+                resp.headers_mut()
+                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            resp
         }
         Action::Redirect { status, location } => {
             let mut resp = text_response(*status, "Moved to https.");
@@ -214,6 +229,7 @@ pub async fn handle(
             upstream,
             upgrade,
             auth,
+            body_limit,
         } => {
             let denied = match auth.and_then(|i| pipeline_cfg.access.get(i)) {
                 Some(rule) => check_basic_auth(rule, &mut parts.headers, &mut record).await,
@@ -236,9 +252,12 @@ pub async fn handle(
                     .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 resp
             } else {
+                let exceeded = Arc::new(std::sync::atomic::AtomicBool::new(false));
                 let body = CountedBody {
                     inner: body,
                     count: record.bytes_in.clone(),
+                    limit: *body_limit,
+                    exceeded: exceeded.clone(),
                 };
                 let mut req = Request::from_parts(parts, body);
                 let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
@@ -270,6 +289,11 @@ pub async fn handle(
                             );
                         }
                         Response::from_parts(head, body.map_err(BoxError::from).boxed())
+                    }
+                    Err(_) if exceeded.load(Ordering::Relaxed) => {
+                        record.route = Route::TooLarge;
+                        info!(client = %record.client_ip, path = %record.path, limit = body_limit.unwrap_or(0), "request body over its [[limits.body]] maximum: 413");
+                        text_response(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large.")
                     }
                     Err(e) => {
                         record.upstream = Some(sent.elapsed());

@@ -249,6 +249,11 @@ async fn accept_loop(mut l: AcceptLoop) {
     loop {
         // Backpressure: at max_connections we stop accepting (the kernel backlog holds the rest)
         // instead of accepting and dropping.
+        if l.limit.available_permits() == 0 {
+            if let Some(n) = l.shared.diag.allow("max-connections") {
+                warn!(occurrences = n, "limits.max_connections reached: new connections wait in the kernel backlog until others close");
+            }
+        }
         let permit = tokio::select! {
             p = l.limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
             _ = l.stop.changed() => return,
@@ -260,8 +265,12 @@ async fn accept_loop(mut l: AcceptLoop) {
         let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                // EMFILE/ENFILE and friends: pause briefly rather than spin on a failing accept.
-                warn!(error = %e, "accept failed; pausing 100ms");
+                // EMFILE/ENFILE and friends: pause briefly rather than spin on a failing accept,
+                // and say so once per interval, not once per attempt.
+                if let Some(n) = l.shared.diag.allow("accept") {
+                    warn!(error = %e, occurrences = n, "accept failed (out of file descriptors? raise LimitNOFILE / ulimit -n); pausing new connections for 100ms, open ones continue");
+                }
+                drop(permit);
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
@@ -309,6 +318,7 @@ async fn serve_connection(c: Conn) {
     h1.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes)
+        .max_headers(limits.max_headers)
         .keep_alive(true);
     let service = |ctx: Arc<ConnContext>| {
         let shared = shared.clone();
@@ -350,7 +360,17 @@ async fn serve_connection(c: Conn) {
             let io = TokioIo::new(tls_stream);
             if is_h2 {
                 let mut h2 = http2::Builder::new(TokioExecutor::new());
-                h2.timer(TokioTimer::new()).max_concurrent_streams(250);
+                h2.timer(TokioTimer::new())
+                    .max_concurrent_streams(limits.http2_max_streams)
+                    .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+                    // Rapid reset (CVE-2023-44487): a client that makes the server reset
+                    // streams faster than it can serve them gets GOAWAY (h2 counts both the
+                    // streams a client resets before they are accepted and the ones we reset).
+                    .max_pending_accept_reset_streams(Some(20))
+                    .max_local_error_reset_streams(Some(1024))
+                    // Dead peers are found by PING; idle live ones may stay.
+                    .keep_alive_interval(Some(Duration::from_secs(30)))
+                    .keep_alive_timeout(Duration::from_secs(20));
                 drive(h2.serve_connection(io, service(ctx)), stop, |c| {
                     c.graceful_shutdown()
                 })

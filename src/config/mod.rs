@@ -157,9 +157,20 @@ pub struct TlsConfig {
     pub client_auth: ClientAuth,
 }
 
+/// `[[limits.body]]`: the largest request body accepted under a path prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyLimit {
+    /// Normalised, lower-case.
+    pub prefix: String,
+    pub max: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub http2_max_streams: u32,
+    pub body: Vec<BodyLimit>,
     pub header_read_timeout: Duration,
     pub max_connections: usize,
 }
@@ -604,6 +615,9 @@ impl Validator<'_> {
                 (8192, 16 << 20),
                 65536,
             ),
+            max_headers: self.integer(raw.limits.max_headers.as_ref(), "limits.max_headers", (8, 1000), 100),
+            http2_max_streams: self.integer(raw.limits.http2_max_streams.as_ref(), "limits.http2_max_streams", (1, 1000), 100) as u32,
+            body: raw.limits.body.iter().enumerate().filter_map(|(i, b)| self.body_limit(i, b.get_ref())).collect(),
             header_read_timeout: self.duration(
                 raw.limits.header_read_timeout.as_ref(),
                 "limits.header_read_timeout",
@@ -708,6 +722,24 @@ impl Validator<'_> {
             client_ca: raw.client_ca.as_ref().map(|p| self.path(p)),
             client_auth,
         }
+    }
+
+    fn body_limit(&mut self, i: usize, raw: &raw::RawBodyLimit) -> Option<BodyLimit> {
+        let prefix = match crate::access::normalize_path(raw.prefix.get_ref()) {
+            Ok(p) if raw.prefix.get_ref().starts_with('/') => Some(p.to_ascii_lowercase()),
+            _ => {
+                self.problem(&raw.prefix, &format!("limits.body[{i}].prefix"), format!("{:?} is not a path prefix; write it like \"/wp-admin/async-upload.php\"", raw.prefix.get_ref()));
+                None
+            }
+        };
+        let max = match raw.max.get_ref().parse::<bytesize::ByteSize>() {
+            Ok(b) => Some(b.as_u64()),
+            Err(_) => {
+                self.problem(&raw.max, &format!("limits.body[{i}].max"), format!("{:?} is not a size; write it like \"1MiB\" or \"64MiB\"", raw.max.get_ref()));
+                None
+            }
+        };
+        Some(BodyLimit { prefix: prefix?, max: max? })
     }
 
     fn cidrs(&mut self, raw: Option<&TextList>, key: &str) -> Vec<IpNet> {

@@ -114,6 +114,10 @@ pub struct RawAdmin {
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
     pub max_header_bytes: Option<Spanned<i64>>,
+    pub max_headers: Option<Spanned<i64>>,
+    pub http2_max_streams: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub body: Vec<Spanned<RawBodyLimit>>,
     pub header_read_timeout: Option<Text>,
     pub max_connections: Option<Spanned<i64>>,
 }
@@ -141,4 +145,11 @@ pub struct RawAccess {
 pub struct RawAcme {
     pub webroot: Option<Text>,
     pub backend: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBodyLimit {
+    pub prefix: Text,
+    pub max: Text,
 }

@@ -96,22 +96,36 @@ impl Backend {
         Backend::start_inner(Some(cert.server_config())).await
     }
 
+    /// The plain backend on a given address (to restart it where it was).
+    pub async fn start_on(addr: SocketAddr) -> Backend {
+        Backend::start_bound(TcpListener::bind(addr).await.unwrap(), None).await
+    }
+
+    /// Stops accepting and closes every open connection (a backend restart, or a crash).
+    pub fn stop(self) {}
+
     async fn start_inner(tls: Option<Arc<rustls::ServerConfig>>) -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Backend::start_bound(TcpListener::bind("127.0.0.1:0").await.unwrap(), tls).await
+    }
+
+    async fn start_bound(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>) -> Backend {
         let addr = listener.local_addr().unwrap();
         let stats = Arc::new(BackendStats::default());
         let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
         let st = stats.clone();
         tokio::spawn(async move {
+            // Connection tasks live in this set: when the backend stops, they are all aborted.
+            let mut conns = tokio::task::JoinSet::new();
             loop {
                 let (stream, _) = tokio::select! {
                     r = listener.accept() => match r { Ok(a) => a, Err(_) => continue },
                     _ = &mut stop_rx => return,
+                    Some(_) = conns.join_next(), if !conns.is_empty() => continue,
                 };
                 st.connections.fetch_add(1, Ordering::SeqCst);
                 let st = st.clone();
                 let tls = tls.clone();
-                tokio::spawn(async move {
+                conns.spawn(async move {
                     let is_tls = tls.is_some();
                     let svc = service_fn(move |req| backend_handle(st.clone(), is_tls, req));
                     let builder = hyper::server::conn::http1::Builder::new();
