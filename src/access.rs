@@ -99,8 +99,10 @@ fn hex(b: u8) -> Option<u8> {
 /// Normalises a request path (see the module comment). Always returns an absolute path.
 pub fn normalize_path(raw: &str) -> Result<String, PathError> {
     // 1. Percent-decoding of unreserved characters; other escapes upper-cased.
+    // Bytes, not chars: non-ASCII UTF-8 passes through untouched (the input is a &str, and only
+    // ASCII is ever decoded, so the result stays valid UTF-8).
     let bytes = raw.as_bytes();
-    let mut decoded = String::with_capacity(raw.len());
+    let mut decoded: Vec<u8> = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
@@ -116,18 +118,19 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
                 return Err(PathError::AmbiguousEscape);
             }
             if is_unreserved(v) {
-                decoded.push(v as char);
+                decoded.push(v);
             } else {
-                decoded.push('%');
-                decoded.push((bytes[i + 1] as char).to_ascii_uppercase());
-                decoded.push((bytes[i + 2] as char).to_ascii_uppercase());
+                decoded.push(b'%');
+                decoded.push(bytes[i + 1].to_ascii_uppercase());
+                decoded.push(bytes[i + 2].to_ascii_uppercase());
             }
             i += 3;
         } else {
-            decoded.push(b as char);
+            decoded.push(b);
             i += 1;
         }
     }
+    let decoded = String::from_utf8(decoded).map_err(|_| PathError::BadEscape)?;
     // 2. Segments: drop `;params`, empty segments (`//`) and `.`; `..` pops (never above root).
     let mut out: Vec<&str> = Vec::new();
     let mut trailing_slash = false;
@@ -248,6 +251,9 @@ mod tests {
         assert_eq!(normalize_path("/a%00"), Err(PathError::AmbiguousEscape));
         assert_eq!(normalize_path("/a%zz"), Err(PathError::BadEscape));
         assert_eq!(normalize_path("/caf%c3%a9"), Ok("/caf%C3%A9".into()));
+        // Found by the fuzzer: raw non-ASCII bytes were re-encoded as Latin-1.
+        assert_eq!(normalize_path("/Ӌ"), Ok("/Ӌ".into()));
+        assert_eq!(normalize_path("/a/Ӌ/../b"), Ok("/a/b".into()));
     }
 
     #[test]

@@ -287,7 +287,8 @@ pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Deci
     //    receives.
     let mut auth = None;
     let mut body_limit = None;
-    if !acme && !(cfg.access.is_empty() && cfg.body_limits.is_empty()) {
+    let has_path_rules = !cfg.access.is_empty() || !cfg.body_limits.is_empty();
+    if !acme && has_path_rules {
         let normalized = match access::normalize_path(req.uri.path()) {
             Ok(p) => p,
             Err(_) => {
@@ -321,7 +322,12 @@ pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Deci
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok());
             if declared.is_some_and(|n| n > max) {
-                return respond(Some(host), Route::TooLarge, StatusCode::PAYLOAD_TOO_LARGE, "Request body too large.");
+                return respond(
+                    Some(host),
+                    Route::TooLarge,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "Request body too large.",
+                );
             }
         }
         if let Some((index, rule)) = access::match_rule(&cfg.access, name, &lower) {
@@ -403,10 +409,16 @@ fn check_framing(req: &Parts) -> Result<(), (StatusCode, &'static str)> {
     let mut codings = req.headers.get_all(TRANSFER_ENCODING).iter();
     if let Some(coding) = codings.next() {
         if length.is_some() {
-            return Err((StatusCode::BAD_REQUEST, "Both Content-Length and Transfer-Encoding."));
+            return Err((
+                StatusCode::BAD_REQUEST,
+                "Both Content-Length and Transfer-Encoding.",
+            ));
         }
         if codings.next().is_some() || !coding.as_bytes().eq_ignore_ascii_case(b"chunked") {
-            return Err((StatusCode::NOT_IMPLEMENTED, "Only Transfer-Encoding: chunked is supported."));
+            return Err((
+                StatusCode::NOT_IMPLEMENTED,
+                "Only Transfer-Encoding: chunked is supported.",
+            ));
         }
     }
     Ok(())

@@ -57,7 +57,14 @@ pub struct CountedBody {
     inner: Incoming,
     count: Arc<AtomicU64>,
     limit: Option<u64>,
-    exceeded: Arc<std::sync::atomic::AtomicBool>,
+    state: Arc<BodyState>,
+}
+
+/// How the request body ended, when forwarding failed: it decides 413 / 400 / 502.
+#[derive(Default)]
+struct BodyState {
+    exceeded: std::sync::atomic::AtomicBool,
+    client_failed: std::sync::atomic::AtomicBool,
 }
 
 /// The body went past its `[[limits.body]]` maximum.
@@ -69,17 +76,26 @@ impl Body for CountedBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(data) = frame.data_ref() {
-                let total = this.count.fetch_add(data.len() as u64, Ordering::Relaxed) + data.len() as u64;
+                let total =
+                    this.count.fetch_add(data.len() as u64, Ordering::Relaxed) + data.len() as u64;
                 if this.limit.is_some_and(|max| total > max) {
-                    this.exceeded.store(true, Ordering::Relaxed);
+                    this.state.exceeded.store(true, Ordering::Relaxed);
                     return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
                 }
             }
+        }
+        if let Poll::Ready(Some(Err(_))) = &polled {
+            // The visitor sent a broken body (bad chunk size, early close): their fault, not
+            // the backend's.
+            this.state.client_failed.store(true, Ordering::Relaxed);
         }
         polled.map(|f| f.map(|r| r.map_err(BoxError::from)))
     }
@@ -252,12 +268,12 @@ pub async fn handle(
                     .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 resp
             } else {
-                let exceeded = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let body_state = Arc::new(BodyState::default());
                 let body = CountedBody {
                     inner: body,
                     count: record.bytes_in.clone(),
                     limit: *body_limit,
-                    exceeded: exceeded.clone(),
+                    state: body_state.clone(),
                 };
                 let mut req = Request::from_parts(parts, body);
                 let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
@@ -290,7 +306,16 @@ pub async fn handle(
                         }
                         Response::from_parts(head, body.map_err(BoxError::from).boxed())
                     }
-                    Err(_) if exceeded.load(Ordering::Relaxed) => {
+                    Err(_) if body_state.client_failed.load(Ordering::Relaxed) => {
+                        record.route = Route::BadRequest;
+                        info!(client = %record.client_ip, path = %record.path, "malformed or truncated request body: 400");
+                        let mut resp =
+                            text_response(StatusCode::BAD_REQUEST, "Malformed request body.");
+                        resp.headers_mut()
+                            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                        resp
+                    }
+                    Err(_) if body_state.exceeded.load(Ordering::Relaxed) => {
                         record.route = Route::TooLarge;
                         info!(client = %record.client_ip, path = %record.path, limit = body_limit.unwrap_or(0), "request body over its [[limits.body]] maximum: 413");
                         text_response(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large.")

@@ -362,7 +362,9 @@ async fn serve_connection(c: Conn) {
                 let mut h2 = http2::Builder::new(TokioExecutor::new());
                 h2.timer(TokioTimer::new())
                     .max_concurrent_streams(limits.http2_max_streams)
-                    .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+                    .max_header_list_size(
+                        u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX),
+                    )
                     // Rapid reset (CVE-2023-44487): a client that makes the server reset
                     // streams faster than it can serve them gets GOAWAY (h2 counts both the
                     // streams a client resets before they are accepted and the ones we reset).

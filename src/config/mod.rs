@@ -615,9 +615,25 @@ impl Validator<'_> {
                 (8192, 16 << 20),
                 65536,
             ),
-            max_headers: self.integer(raw.limits.max_headers.as_ref(), "limits.max_headers", (8, 1000), 100),
-            http2_max_streams: self.integer(raw.limits.http2_max_streams.as_ref(), "limits.http2_max_streams", (1, 1000), 100) as u32,
-            body: raw.limits.body.iter().enumerate().filter_map(|(i, b)| self.body_limit(i, b.get_ref())).collect(),
+            max_headers: self.integer(
+                raw.limits.max_headers.as_ref(),
+                "limits.max_headers",
+                (8, 1000),
+                100,
+            ),
+            http2_max_streams: self.integer(
+                raw.limits.http2_max_streams.as_ref(),
+                "limits.http2_max_streams",
+                (1, 1000),
+                100,
+            ) as u32,
+            body: raw
+                .limits
+                .body
+                .iter()
+                .enumerate()
+                .filter_map(|(i, b)| self.body_limit(i, b.get_ref()))
+                .collect(),
             header_read_timeout: self.duration(
                 raw.limits.header_read_timeout.as_ref(),
                 "limits.header_read_timeout",
@@ -728,18 +744,35 @@ impl Validator<'_> {
         let prefix = match crate::access::normalize_path(raw.prefix.get_ref()) {
             Ok(p) if raw.prefix.get_ref().starts_with('/') => Some(p.to_ascii_lowercase()),
             _ => {
-                self.problem(&raw.prefix, &format!("limits.body[{i}].prefix"), format!("{:?} is not a path prefix; write it like \"/wp-admin/async-upload.php\"", raw.prefix.get_ref()));
+                self.problem(
+                    &raw.prefix,
+                    &format!("limits.body[{i}].prefix"),
+                    format!(
+                        "{:?} is not a path prefix; write it like \"/wp-admin/async-upload.php\"",
+                        raw.prefix.get_ref()
+                    ),
+                );
                 None
             }
         };
         let max = match raw.max.get_ref().parse::<bytesize::ByteSize>() {
             Ok(b) => Some(b.as_u64()),
             Err(_) => {
-                self.problem(&raw.max, &format!("limits.body[{i}].max"), format!("{:?} is not a size; write it like \"1MiB\" or \"64MiB\"", raw.max.get_ref()));
+                self.problem(
+                    &raw.max,
+                    &format!("limits.body[{i}].max"),
+                    format!(
+                        "{:?} is not a size; write it like \"1MiB\" or \"64MiB\"",
+                        raw.max.get_ref()
+                    ),
+                );
                 None
             }
         };
-        Some(BodyLimit { prefix: prefix?, max: max? })
+        Some(BodyLimit {
+            prefix: prefix?,
+            max: max?,
+        })
     }
 
     fn cidrs(&mut self, raw: Option<&TextList>, key: &str) -> Vec<IpNet> {

@@ -82,7 +82,8 @@ pub struct BackendStats {
 pub struct Backend {
     pub addr: SocketAddr,
     pub stats: Arc<BackendStats>,
-    _stop: oneshot::Sender<()>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Backend {
@@ -101,8 +102,16 @@ impl Backend {
         Backend::start_bound(TcpListener::bind(addr).await.unwrap(), None).await
     }
 
-    /// Stops accepting and closes every open connection (a backend restart, or a crash).
-    pub fn stop(self) {}
+    /// Stops accepting and closes every open connection (a backend restart, or a crash); returns
+    /// once the port is free again.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
 
     async fn start_inner(tls: Option<Arc<rustls::ServerConfig>>) -> Backend {
         Backend::start_bound(TcpListener::bind("127.0.0.1:0").await.unwrap(), tls).await
@@ -113,7 +122,7 @@ impl Backend {
         let stats = Arc::new(BackendStats::default());
         let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
         let st = stats.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             // Connection tasks live in this set: when the backend stops, they are all aborted.
             let mut conns = tokio::task::JoinSet::new();
             loop {
@@ -153,7 +162,8 @@ impl Backend {
         Backend {
             addr,
             stats,
-            _stop: stop_tx,
+            stop: Some(stop_tx),
+            task: Some(task),
         }
     }
 
