@@ -77,6 +77,7 @@ fn config() -> PipelineConfig {
             rule("/xmlrpc.php", &[], &["0.0.0.0/0", "::/0"]),
         ],
         acme: AcmeMode::Proxy,
+        body_limits: vec![],
     }
 }
 

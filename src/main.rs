@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use origin_gate::{Config, Server};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
 /// Reverse-proxy sidecar for a WordPress origin behind Cloudflare.
@@ -100,6 +101,15 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        // Signal handlers go in before any socket is bound: a SIGHUP or SIGTERM that arrives
+        // right after "listening" must not meet the default action (terminate).
+        let signals = match Signals::install() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("origin-gate: cannot install signal handlers: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let server = match Server::bind(config).await {
             Ok(s) => s,
             Err(e) => {
@@ -107,15 +117,14 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let Signals {
+            mut hup,
+            mut usr1,
+            mut term,
+            mut int,
+        } = signals;
         let reloader = server.reloader();
         tokio::spawn(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let Ok(mut hup) = signal(SignalKind::hangup()) else {
-                tracing::error!(
-                    "cannot install the SIGHUP handler; files reload on the timer only"
-                );
-                return;
-            };
             while hup.recv().await.is_some() {
                 tracing::info!(
                     "SIGHUP received: reloading the configuration and the files it names"
@@ -126,35 +135,37 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
         });
         let reopener = server.reloader();
         tokio::spawn(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
-                return;
-            };
             while usr1.recv().await.is_some() {
                 tracing::info!("SIGUSR1 received: reopening the access log");
                 reopener.reopen_access_log();
             }
         });
-        server.run(shutdown_signal()).await;
-        ExitCode::SUCCESS
-    })
-}
-
-/// Resolves on SIGTERM (systemd, docker stop, Kubernetes) or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut term), Ok(mut int)) => {
+        // SIGTERM (systemd, docker stop, Kubernetes) or SIGINT (Ctrl-C): graceful shutdown.
+        let shutdown = async move {
             tokio::select! {
                 _ = term.recv() => tracing::info!("SIGTERM received"),
                 _ = int.recv() => tracing::info!("SIGINT received"),
             }
-        }
-        _ => {
-            tracing::error!("cannot install signal handlers; stop with SIGKILL");
-            std::future::pending::<()>().await;
-        }
+        };
+        server.run(shutdown).await;
+        ExitCode::SUCCESS
+    })
+}
+
+struct Signals {
+    hup: Signal,
+    usr1: Signal,
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            hup: signal(SignalKind::hangup())?,
+            usr1: signal(SignalKind::user_defined1())?,
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
     }
 }
