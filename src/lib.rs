@@ -11,6 +11,7 @@ pub mod admin;
 pub mod check;
 pub mod config;
 pub mod diag;
+pub mod doctor;
 pub mod echo;
 pub mod forwarded;
 pub mod htpasswd;

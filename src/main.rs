@@ -26,12 +26,17 @@ struct Cli {
 enum Command {
     /// Validate the configuration and every file it names, then exit (0 valid, 1 problems).
     Check,
+    /// Check the whole setup on this machine (config, listeners, backend redirect loops,
+    /// certificates, the ACME challenge path, trusted ranges) and print a checklist with fixes.
+    /// Default config: /etc/origin-gate/origin-gate.toml. Exit 1 if anything is wrong.
+    Doctor,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Check) => check(cli.config),
+        Some(Command::Doctor) => doctor(cli.config),
         None => serve(cli.config),
     }
 }
@@ -60,6 +65,35 @@ fn check(path: Option<PathBuf>) -> ExitCode {
             );
             ExitCode::FAILURE
         }
+    }
+}
+
+fn doctor(path: Option<PathBuf>) -> ExitCode {
+    let path = path.unwrap_or_else(|| origin_gate::doctor::default_config_path().to_path_buf());
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let checks = runtime.block_on(origin_gate::doctor::run(&path));
+    for c in &checks {
+        println!("{c}");
+    }
+    let failed = checks.iter().filter(|c| c.failed()).count();
+    if failed == 0 {
+        println!("\nall checks passed");
+        ExitCode::SUCCESS
+    } else {
+        println!(
+            "\n{failed} problem{} to fix",
+            if failed == 1 { "" } else { "s" }
+        );
+        ExitCode::FAILURE
     }
 }
 

@@ -48,6 +48,11 @@ pub fn text_response(status: StatusCode, message: &str) -> Response<ProxyBody> {
     );
     resp.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Says who answered (not the backend): operators reading curl output, and `doctor`.
+    resp.headers_mut().insert(
+        http::header::SERVER,
+        HeaderValue::from_static("origin-gate"),
+    );
     resp
 }
 

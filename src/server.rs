@@ -429,7 +429,7 @@ where
 
 /// Binds with `SO_REUSEADDR` (fast restarts) and, for IPv6, `IPV6_V6ONLY` so `0.0.0.0:80` and
 /// `[::]:80` can both be listed, as in the default.
-fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+pub(crate) fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(
         Domain::for_address(addr),
@@ -451,7 +451,7 @@ fn ipv6_unavailable(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::AddrNotAvailable || e.raw_os_error() == Some(97)
 }
 
-fn bind_hint(addr: SocketAddr, e: &io::Error) -> String {
+pub(crate) fn bind_hint(addr: SocketAddr, e: &io::Error) -> String {
     match e.kind() {
         io::ErrorKind::AddrInUse => format!(
             " — another program already listens on port {}; stop it (`ss -ltnp 'sport = :{}'` shows which) or change the listen address",

@@ -328,7 +328,10 @@ fn is_level_directive_list(s: &str) -> bool {
         && s.split(',').all(|d| match d.split_once('=') {
             Some((target, l)) => {
                 !target.trim().is_empty()
-                    && target.trim().chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+                    && target
+                        .trim()
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
                     && level(l)
             }
             None => level(d),

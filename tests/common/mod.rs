@@ -57,6 +57,19 @@ pub fn streamed(total: u64) -> TestBody {
 // ---------------------------------------------------------------------------------------------
 // Backend
 
+/// How a test backend misbehaves (for `doctor`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendMode {
+    /// WordPress with the X-Forwarded-Proto mapping.
+    Normal,
+    /// WordPress without the mapping: every visitor looks like http.
+    Unmapped,
+    /// Basic auth on everything, the challenge path included.
+    ProtectsEverything,
+    /// A site-wide redirect to https, the challenge path included.
+    RedirectsEverything,
+}
+
 /// Counters the backend keeps, for assertions.
 #[derive(Default)]
 pub struct BackendStats {
@@ -91,6 +104,11 @@ impl Backend {
         Backend::start_inner(None).await
     }
 
+    /// A backend with one of the classic misconfigurations.
+    pub async fn start_mode(mode: BackendMode) -> Backend {
+        Backend::start_with(TcpListener::bind("127.0.0.1:0").await.unwrap(), None, mode).await
+    }
+
     /// The same backend behind TLS (for `backend.https_url`): it sets `https: true` itself,
     /// like Apache mod_ssl setting `HTTPS=on`.
     pub async fn start_tls(cert: &TestCert) -> Backend {
@@ -118,6 +136,14 @@ impl Backend {
     }
 
     async fn start_bound(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>) -> Backend {
+        Backend::start_with(listener, tls, BackendMode::Normal).await
+    }
+
+    async fn start_with(
+        listener: TcpListener,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        mode: BackendMode,
+    ) -> Backend {
         let addr = listener.local_addr().unwrap();
         let stats = Arc::new(BackendStats::default());
         let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
@@ -136,7 +162,7 @@ impl Backend {
                 let tls = tls.clone();
                 conns.spawn(async move {
                     let is_tls = tls.is_some();
-                    let svc = service_fn(move |req| backend_handle(st.clone(), is_tls, req));
+                    let svc = service_fn(move |req| backend_handle(st.clone(), is_tls, mode, req));
                     let builder = hyper::server::conn::http1::Builder::new();
                     match tls {
                         Some(cfg) => {
@@ -191,9 +217,34 @@ fn query_param(uri: &http::Uri, name: &str) -> Option<u64> {
 async fn backend_handle(
     stats: Arc<BackendStats>,
     is_tls: bool,
+    mode: BackendMode,
     mut req: Request<Incoming>,
 ) -> Result<Response<TestBody>, Infallible> {
     stats.requests.fetch_add(1, Ordering::SeqCst);
+    match mode {
+        BackendMode::ProtectsEverything => {
+            return Ok(Response::builder()
+                .status(401)
+                .header("www-authenticate", "Basic realm=\"site\"")
+                .body(empty())
+                .unwrap());
+        }
+        BackendMode::RedirectsEverything if !is_tls => {
+            let host = req
+                .headers()
+                .get("host")
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            let location = format!("https://{host}{}", req.uri().path());
+            return Ok(Response::builder()
+                .status(301)
+                .header("location", location)
+                .body(empty())
+                .unwrap());
+        }
+        _ => {}
+    }
     let path = req.uri().path().to_string();
     let host = req
         .headers()
@@ -203,10 +254,11 @@ async fn backend_handle(
         .to_string();
     // What WordPress concludes after the documented wp-config.php mapping.
     let https = is_tls
-        || req
-            .headers()
-            .get("x-forwarded-proto")
-            .is_some_and(|v| v == "https");
+        || (mode != BackendMode::Unmapped
+            && req
+                .headers()
+                .get("x-forwarded-proto")
+                .is_some_and(|v| v == "https"));
     let resp = match path.as_str() {
         "/slow" => {
             let mut guard = CancelGuard(stats.clone(), false);

@@ -1,0 +1,477 @@
+//! `origin-gate doctor`: checks the setup on this machine and prints a checklist in plain words,
+//! ✓ or ✗ with the fix, so a site owner learns why the site shows 525, loops, or will fail its
+//! next certificate renewal before the visitors do. Exit status 1 when anything is ✗.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::config::{AcmeMode, BackendTarget, Config};
+use crate::pipeline::{decide, ConnContext, ACME_CHALLENGE_PREFIX};
+use crate::state::Runtime;
+use crate::tls::{name_covers, now_unix};
+use crate::trust::{cloudflare_list_age_days, CLOUDFLARE_LIST_DATE};
+use crate::visitor::Scheme;
+
+/// One line of the checklist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    Pass(String),
+    /// Worth knowing, does not fail the run.
+    Warn(String),
+    /// What is wrong, and the fix.
+    Fail(String, String),
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Check::Pass(m) => write!(f, "✓ {m}"),
+            Check::Warn(m) => write!(f, "! {m}"),
+            Check::Fail(m, fix) => write!(f, "✗ {m}\n    fix: {fix}"),
+        }
+    }
+}
+
+impl Check {
+    pub fn failed(&self) -> bool {
+        matches!(self, Check::Fail(..))
+    }
+}
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs every check for the configuration at `path`.
+pub async fn run(path: &Path) -> Vec<Check> {
+    let mut out = Vec::new();
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            out.push(Check::Fail(
+                format!(
+                    "configuration {} has {} problem(s):\n    {}",
+                    path.display(),
+                    e.problems.len(),
+                    e.to_string().replace('\n', "\n    ")
+                ),
+                format!(
+                    "correct the lines above; `origin-gate check --config {}` lists them again",
+                    path.display()
+                ),
+            ));
+            return out;
+        }
+    };
+    let runtime = match Runtime::build(config.clone(), None) {
+        Ok(r) => r,
+        Err(problems) => {
+            for p in problems {
+                out.push(Check::Fail(
+                    p.to_string(),
+                    "correct the file it names, then run doctor again".into(),
+                ));
+            }
+            return out;
+        }
+    };
+    out.push(Check::Pass(format!(
+        "configuration {} is valid",
+        config.source
+    )));
+    out.extend(listeners(&config).await);
+    out.extend(backend(&config, &runtime).await);
+    out.extend(certificates(&config, &runtime));
+    out.extend(acme(&config).await);
+    out.push(trusted_ranges(&config, &runtime));
+    out
+}
+
+/// `0.0.0.0` / `[::]` listeners are probed on loopback.
+fn probe_addr(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(a) if a.ip().is_unspecified() => {
+            SocketAddr::from(([127, 0, 0, 1], a.port()))
+        }
+        SocketAddr::V6(a) if a.ip().is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, a.port()))
+        }
+        a => a,
+    }
+}
+
+type Probe = Client<HttpConnector, Empty<Bytes>>;
+
+fn probe_client() -> Probe {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(TIMEOUT));
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build(http)
+}
+
+/// Sends `req` and returns status, `Location`, `Server` and body.
+async fn fetch(
+    client: &Probe,
+    req: Request<Empty<Bytes>>,
+) -> Result<(StatusCode, Option<String>, Option<String>, Bytes), String> {
+    let resp = tokio::time::timeout(TIMEOUT, client.request(req))
+        .await
+        .map_err(|_| format!("no answer within {TIMEOUT:?}"))?
+        .map_err(|e| crate::upstream::error_chain(&e))?;
+    let status = resp.status();
+    let header = |name| {
+        resp.headers()
+            .get(name)
+            .and_then(|v: &http::HeaderValue| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let location = header(http::header::LOCATION);
+    let server = header(http::header::SERVER);
+    let body = tokio::time::timeout(TIMEOUT, resp.into_body().collect())
+        .await
+        .map_err(|_| "the body did not arrive in time".to_string())?
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, location, server, body))
+}
+
+/// Each listen address must be bindable now, or already served by a running origin-gate.
+async fn listeners(config: &Config) -> Vec<Check> {
+    let client = probe_client();
+    let mut out = Vec::new();
+    let all = config
+        .listen
+        .http
+        .iter()
+        .map(|a| (*a, Scheme::Http))
+        .chain(config.listen.https.iter().map(|a| (*a, Scheme::Https)));
+    for (addr, scheme) in all {
+        match crate::server::bind_listener(addr) {
+            Ok(l) => {
+                drop(l);
+                out.push(Check::Pass(format!("{scheme} listen address {addr} is free to bind (origin-gate is not running yet)")));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                let ours = if scheme == Scheme::Http {
+                    let uri = format!("http://{}{ACME_CHALLENGE_PREFIX}", probe_addr(addr));
+                    let req = Request::get(uri)
+                        .header("host", "doctor.invalid")
+                        .body(Empty::new());
+                    match req {
+                        Ok(req) => {
+                            matches!(fetch(&client, req).await, Ok((_, _, Some(s), _)) if s == "origin-gate")
+                        }
+                        Err(_) => false,
+                    }
+                } else {
+                    // TLS: a completed TCP connect is as far as a plain probe can tell.
+                    tokio::net::TcpStream::connect(probe_addr(addr))
+                        .await
+                        .is_ok()
+                };
+                if ours {
+                    out.push(Check::Pass(format!(
+                        "{scheme} listen address {addr} is served by origin-gate"
+                    )));
+                } else {
+                    out.push(Check::Fail(
+                        format!("{scheme} listen address {addr} is taken by another program"),
+                        format!("stop it (`ss -ltnp 'sport = :{}'` shows which; often apache2 or nginx still on the public port) or move it to 127.0.0.1:8080 behind origin-gate", addr.port()),
+                    ));
+                }
+            }
+            Err(e) => out.push(Check::Fail(
+                format!("{scheme} listen address {addr} cannot be bound: {e}"),
+                crate::server::bind_hint(addr, &e)
+                    .trim_start_matches(" — ")
+                    .to_string(),
+            )),
+        }
+    }
+    out
+}
+
+/// The backend answers, and an https visitor to `/wp-admin/` and `/` is not redirected to http
+/// or to the URL it asked for — which is what WordPress does when the origin does not map
+/// `X-Forwarded-Proto`.
+async fn backend(config: &Config, runtime: &Runtime) -> Vec<Check> {
+    let BackendTarget::Url(base) = &config.backend.target else {
+        return vec![Check::Pass(
+            "backend: the embedded echo origin (no backend configured)".into(),
+        )];
+    };
+    if base.scheme_str() == Some("https") {
+        return vec![Check::Warn(format!(
+            "backend {base} is https: the loop check speaks plain http only and was skipped"
+        ))];
+    }
+    let client = probe_client();
+    let host = config
+        .server_names
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "localhost".into());
+    let mut out = Vec::new();
+    for path in ["/wp-admin/", "/"] {
+        // The request exactly as origin-gate forwards it for an https visitor behind Cloudflare.
+        let mut head = match Request::get(path)
+            .header("host", &host)
+            .header("cf-visitor", "{\"scheme\":\"https\"}")
+            .body(())
+        {
+            Ok(r) => r.into_parts().0,
+            Err(_) => continue,
+        };
+        let mut pipeline = runtime.pipeline.clone();
+        // Our probe stands in for Cloudflare, so its CF-Visitor is believed.
+        let probe_peer: Vec<_> = crate::trust::parse_cidr("127.0.0.1/32")
+            .into_iter()
+            .collect();
+        pipeline.trusted = crate::trust::TrustedRanges::new(&probe_peer);
+        pipeline.access.clear();
+        let conn = ConnContext::new(
+            SocketAddr::from(([127, 0, 0, 1], 1)),
+            SocketAddr::from(([127, 0, 0, 1], 80)),
+            Scheme::Http,
+            None,
+        );
+        let _ = decide(&pipeline, &conn, &mut head);
+        let uri = match format!("{}{path}", base.to_string().trim_end_matches('/')).parse::<Uri>() {
+            Ok(u) => u,
+            Err(_) => continue,
+        };
+        let mut req = Request::get(uri);
+        for (name, value) in &head.headers {
+            req = req.header(name, value);
+        }
+        let Ok(req) = req.body(Empty::new()) else {
+            continue;
+        };
+        match fetch(&client, req).await {
+            Err(e) => {
+                out.push(Check::Fail(
+                    format!("backend {base} did not answer {path}: {e}"),
+                    "start the WordPress web server (apache2/nginx + php-fpm) and make it listen on that address".into(),
+                ));
+                return out;
+            }
+            Ok((status, location, _, _)) => {
+                let loops = location.as_deref().is_some_and(|l| {
+                    l.starts_with("http://")
+                        || crate::diag::is_self_redirect(l, "https", &host, path)
+                });
+                if status.is_redirection() && loops {
+                    out.push(Check::Fail(
+                        format!(
+                            "backend redirects an https visitor's {path} to {} — a redirect loop (ERR_TOO_MANY_REDIRECTS) once Cloudflare sends https visitors",
+                            location.unwrap_or_default()
+                        ),
+                        "the origin does not map X-Forwarded-Proto: add deploy/wordpress/wp-config-https.php to wp-config.php (or apache-https.conf / nginx-php-fpm.conf), or set backend.https_url".into(),
+                    ));
+                } else {
+                    out.push(Check::Pass(format!(
+                        "backend {base} answers an https visitor's {path} with {status} (no loop)"
+                    )));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The "www." twin of a name, or the apex of a "www." name.
+fn twin(name: &str) -> Option<String> {
+    if name.starts_with("*.") || name.parse::<std::net::IpAddr>().is_ok() {
+        return None;
+    }
+    match name.strip_prefix("www.") {
+        Some(apex) => Some(apex.to_string()),
+        None if name.matches('.').count() == 1 => Some(format!("www.{name}")),
+        None => None,
+    }
+}
+
+/// Each certificate parses, matches its key, has days left, and covers every configured name
+/// including the www./apex twin.
+fn certificates(config: &Config, runtime: &Runtime) -> Vec<Check> {
+    let mut out = Vec::new();
+    let Some(store) = &runtime.certs else {
+        return out;
+    };
+    let set = store.current();
+    for p in &set.pending {
+        out.push(Check::Fail(
+            format!("certificate {} does not exist yet", p.spec.cert.display()),
+            "issue it (certbot certonly --webroot ...): origin-gate serves the ACME challenge already and picks the files up by itself".into(),
+        ));
+    }
+    if set.entries.is_empty() && set.pending.is_empty() && !config.listen.https.is_empty() {
+        out.push(Check::Warn(
+            "no [[tls.certs]]: TLS uses a self-signed certificate — fine for Cloudflare \"Full\", error 526 in \"Full (strict)\"".into(),
+        ));
+    }
+    let now = now_unix();
+    for e in &set.entries {
+        let file = e.spec.cert.display();
+        let Some(s) = &e.cert.summary else { continue };
+        let days = s.days_left(now);
+        if now >= s.not_after {
+            out.push(Check::Fail(
+                format!("certificate {file} EXPIRED on {}", s.not_after_text),
+                "renew it now (certbot renew); origin-gate reloads it by itself".into(),
+            ));
+        } else if now < s.not_before {
+            out.push(Check::Fail(
+                format!("certificate {file} is not valid yet"),
+                "check the system clock (timedatectl)".into(),
+            ));
+        } else if days < config.tls.expiry_warn_days {
+            out.push(Check::Fail(
+                format!(
+                    "certificate {file} expires in {days} days: the automatic renewals have failed"
+                ),
+                "run `certbot renew --dry-run` and read its error (see the ACME check below)"
+                    .into(),
+            ));
+        } else {
+            out.push(Check::Pass(format!(
+                "certificate {file}: key matches, {days} days left, names [{}]",
+                s.names.join(", ")
+            )));
+        }
+        let mut wanted: Vec<String> = e.spec.hosts.clone();
+        wanted.extend(
+            config
+                .server_names
+                .iter()
+                .filter(|n| e.names.iter().any(|c| name_covers(c, n)) || e.spec.hosts.is_empty())
+                .cloned(),
+        );
+        for n in e.names.iter().chain(config.server_names.iter()) {
+            if let Some(t) = twin(n) {
+                if !wanted.contains(&t) {
+                    wanted.push(t);
+                }
+            }
+        }
+        wanted.sort();
+        wanted.dedup();
+        for name in wanted {
+            if s.names.iter().any(|c| name_covers(c, &name)) {
+                continue;
+            }
+            let configured = config.server_names.contains(&name) || e.spec.hosts.contains(&name);
+            let message = format!("certificate {file} does not cover {name}");
+            let fix = format!(
+                "reissue it with both names: certbot certonly ... -d {} -d {name}",
+                s.names.first().cloned().unwrap_or_default()
+            );
+            if configured {
+                out.push(Check::Fail(message, fix));
+            } else {
+                out.push(Check::Warn(format!(
+                    "{message} (visitors who type it get a certificate error); {fix}"
+                )));
+            }
+        }
+    }
+    out
+}
+
+/// Through origin-gate's own HTTP listener a challenge must get the real answer, never
+/// 401/403/3xx. With `acme.webroot` a temporary token file is written and read back.
+async fn acme(config: &Config) -> Vec<Check> {
+    let Some(listener) = config.listen.http.first().copied() else {
+        return vec![Check::Warn(
+            "no http listener: HTTP-01 renewals cannot reach this origin-gate".into(),
+        )];
+    };
+    let client = probe_client();
+    let token = format!("origin-gate-doctor-{}", now_unix());
+    let written = match &config.acme {
+        AcmeMode::Webroot(dir) => {
+            let dir = dir.join(".well-known").join("acme-challenge");
+            let file = dir.join(&token);
+            let ok =
+                std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&file, token.as_bytes()));
+            if let Err(e) = ok {
+                return vec![Check::Fail(
+                    format!("cannot write a test token into {}: {e}", dir.display()),
+                    "make acme.webroot writable by the ACME client (and readable by origin-gate)"
+                        .into(),
+                )];
+            }
+            Some(file)
+        }
+        _ => None,
+    };
+    let host = config
+        .server_names
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "localhost".into());
+    let uri = format!(
+        "http://{}{ACME_CHALLENGE_PREFIX}{token}",
+        probe_addr(listener)
+    );
+    let result = match Request::get(uri).header("host", &host).body(Empty::new()) {
+        Ok(req) => fetch(&client, req).await,
+        Err(e) => Err(e.to_string()),
+    };
+    if let Some(file) = &written {
+        let _ = std::fs::remove_file(file);
+    }
+    let check = match result {
+        Err(e) => Check::Fail(
+            format!("ACME challenge through {listener}: {e}"),
+            "start origin-gate (systemctl start origin-gate); HTTP-01 validation needs it on port 80".into(),
+        ),
+        Ok((status, location, _, body)) => {
+            if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                Check::Fail(
+                    format!("ACME challenge through {listener} got {status}: certificate renewals will fail"),
+                    "the backend protects /.well-known/acme-challenge/: exempt it in its auth config, or set acme.webroot so origin-gate answers from disk".into(),
+                )
+            } else if status.is_redirection() {
+                Check::Fail(
+                    format!("ACME challenge through {listener} was redirected to {}: certificate renewals will fail", location.unwrap_or_default()),
+                    "the backend redirects the challenge path (a site-wide .htaccess rewrite?): exempt /.well-known/acme-challenge/, or set acme.webroot".into(),
+                )
+            } else if written.is_some() && (status != StatusCode::OK || body != token.as_bytes()) {
+                Check::Fail(format!("ACME challenge through {listener}: the token written to acme.webroot came back as {status}"), "check acme.webroot points at the directory certbot --webroot -w uses".into())
+            } else {
+                Check::Pass(format!("ACME challenge path through {listener} answers {status} (never 401/403/3xx)"))
+            }
+        }
+    };
+    vec![check]
+}
+
+fn trusted_ranges(config: &Config, runtime: &Runtime) -> Check {
+    let count = runtime.pipeline.trusted.len();
+    if !config.trust.cloudflare {
+        return Check::Warn(format!("{count} trusted ranges; the built-in Cloudflare list is off (trust.cloudflare = false)"));
+    }
+    let age = cloudflare_list_age_days(now_unix());
+    if age > 365 {
+        Check::Fail(
+            format!("the built-in Cloudflare list is from {CLOUDFLARE_LIST_DATE}, {age} days old"),
+            "upgrade origin-gate, or put the current https://www.cloudflare.com/ips-v4 and ips-v6 into trust.ranges_file".into(),
+        )
+    } else {
+        Check::Pass(format!("{count} trusted ranges (built-in Cloudflare list from {CLOUDFLARE_LIST_DATE}, {age} days old)"))
+    }
+}
+
+/// For `main`: where the config is when no `--config` was given.
+pub fn default_config_path() -> &'static Path {
+    Path::new("/etc/origin-gate/origin-gate.toml")
+}

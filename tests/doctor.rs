@@ -1,0 +1,243 @@
+//! `origin-gate doctor` against a healthy setup and against the classic broken ones: a looping
+//! backend, a backend that protects or redirects the challenge path, an expired certificate, a
+//! certificate without the www. name.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    _backend: Backend,
+    _gate: Option<GateProcess>,
+}
+
+/// A backend in `mode`, a certificate for `names` with `days_left`, and origin-gate running
+/// on fixed loopback ports (doctor reads the addresses from the config).
+async fn setup(
+    mode: BackendMode,
+    names: &[&str],
+    days_left: i64,
+    extra: &str,
+    run_gate: bool,
+) -> Setup {
+    let backend = Backend::start_mode(mode).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("doctor test CA");
+    let cert = ca.issue(names, 0x7777_0000_0000_0001, days_left);
+    std::fs::write(dir.path().join("fullchain.pem"), &cert.cert_pem).unwrap();
+    std::fs::write(dir.path().join("privkey.pem"), &cert.key_pem).unwrap();
+    std::fs::write(
+        dir.path().join("og.toml"),
+        format!(
+            "server_names = [\"example.com\", \"www.example.com\"]\n\
+             [listen]\nhttp = [\"127.0.0.1:{}\"]\nhttps = [\"127.0.0.1:{}\"]\n\
+             [backend]\nurl = \"{}\"\n\
+             [log]\naccess = \"off\"\n\
+             {extra}\
+             [[tls.certs]]\ncert = \"fullchain.pem\"\nkey = \"privkey.pem\"\n",
+            free_port(),
+            free_port(),
+            backend.url()
+        ),
+    )
+    .unwrap();
+    let gate = run_gate.then(|| GateProcess::spawn(&dir.path().join("og.toml")));
+    Setup {
+        dir,
+        _backend: backend,
+        _gate: gate,
+    }
+}
+
+async fn doctor(s: &Setup) -> (i32, String) {
+    let path = s.dir.path().join("og.toml");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(binary())
+            .arg("doctor")
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_healthy_setup_passes_every_check() {
+    let s = setup(
+        BackendMode::Normal,
+        &["example.com", "www.example.com"],
+        80,
+        "",
+        true,
+    )
+    .await;
+    let (code, out) = doctor(&s).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("✓ configuration"), "{out}");
+    assert!(out.contains("is served by origin-gate"), "{out}");
+    assert!(
+        out.contains("answers an https visitor's /wp-admin/ with 200 OK (no loop)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("✓ certificate") && out.contains("key matches, 80 days left"),
+        "{out}"
+    );
+    assert!(out.contains("✓ ACME challenge path through"), "{out}");
+    assert!(
+        out.contains("trusted ranges (built-in Cloudflare list from 2026-11-24"),
+        "{out}"
+    );
+    assert!(out.contains("all checks passed"), "{out}");
+    assert!(!out.contains('✗'), "{out}");
+}
+
+#[tokio::test]
+async fn a_backend_without_the_forwarded_proto_mapping_is_a_loop() {
+    let s = setup(
+        BackendMode::Unmapped,
+        &["example.com", "www.example.com"],
+        80,
+        "",
+        true,
+    )
+    .await;
+    let (code, out) = doctor(&s).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(
+            "✗ backend redirects an https visitor's /wp-admin/ to https://example.com/wp-admin/"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("deploy/wordpress/wp-config-https.php"),
+        "the fix names the file: {out}"
+    );
+}
+
+#[tokio::test]
+async fn a_backend_that_protects_the_challenge_path_fails_the_acme_check() {
+    let s = setup(
+        BackendMode::ProtectsEverything,
+        &["example.com", "www.example.com"],
+        80,
+        "",
+        true,
+    )
+    .await;
+    let (code, out) = doctor(&s).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("got 401 Unauthorized: certificate renewals will fail"),
+        "{out}"
+    );
+    assert!(out.contains("set acme.webroot"), "{out}");
+}
+
+#[tokio::test]
+async fn a_backend_that_redirects_the_challenge_path_fails_the_acme_check() {
+    let s = setup(
+        BackendMode::RedirectsEverything,
+        &["example.com", "www.example.com"],
+        80,
+        "",
+        true,
+    )
+    .await;
+    let (code, out) = doctor(&s).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("was redirected to https://example.com/.well-known/acme-challenge/"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn acme_webroot_is_checked_with_a_real_token_file() {
+    // The protecting backend does not matter: origin-gate answers challenges from disk.
+    let s = setup(
+        BackendMode::ProtectsEverything,
+        &["example.com", "www.example.com"],
+        80,
+        "[acme]\nwebroot = \"webroot\"\n",
+        true,
+    )
+    .await;
+    let (_, out) = doctor(&s).await;
+    assert!(
+        out.contains("✓ ACME challenge path through") && out.contains("answers 200 OK"),
+        "{out}"
+    );
+    let left = std::fs::read_dir(s.dir.path().join("webroot/.well-known/acme-challenge"))
+        .unwrap()
+        .count();
+    assert_eq!(left, 0, "the test token was not removed");
+}
+
+#[tokio::test]
+async fn an_expired_certificate_fails() {
+    let s = setup(
+        BackendMode::Normal,
+        &["example.com", "www.example.com"],
+        -2,
+        "",
+        true,
+    )
+    .await;
+    let (code, out) = doctor(&s).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("✗ certificate") && out.contains("EXPIRED"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn a_certificate_without_the_www_name_fails() {
+    let s = setup(BackendMode::Normal, &["example.com"], 80, "", true).await;
+    let (code, out) = doctor(&s).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("does not cover www.example.com"), "{out}");
+    assert!(
+        out.contains("certbot certonly ... -d example.com -d www.example.com"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn without_a_running_origin_gate_the_ports_are_free_and_the_acme_check_says_so() {
+    let s = setup(
+        BackendMode::Normal,
+        &["example.com", "www.example.com"],
+        80,
+        "",
+        false,
+    )
+    .await;
+    let (code, out) = doctor(&s).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("is free to bind (origin-gate is not running yet)"),
+        "{out}"
+    );
+    assert!(out.contains("start origin-gate"), "{out}");
+}
