@@ -244,7 +244,7 @@ async fn backend(config: &Config, runtime: &Runtime) -> Vec<Check> {
             None,
         );
         let _ = decide(&pipeline, &conn, &mut head);
-        let uri = match format!("{}{path}", base.to_string().trim_end_matches('/')).parse::<Uri>() {
+        let uri = match format!("{base_text}{path}").parse::<Uri>() {
             Ok(u) => u,
             Err(_) => continue,
         };
@@ -258,7 +258,7 @@ async fn backend(config: &Config, runtime: &Runtime) -> Vec<Check> {
         match fetch(&client, req).await {
             Err(e) => {
                 out.push(Check::Fail(
-                    format!("backend {base} did not answer {path}: {e}"),
+                    format!("backend {base_text} did not answer {path}: {e}"),
                     "start the WordPress web server (apache2/nginx + php-fpm) and make it listen on that address".into(),
                 ));
                 return out;

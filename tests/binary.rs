@@ -374,3 +374,51 @@ async fn embedded_default_answers_with_the_echo_origin() {
     let a = send(&mut c, request("GET", "/", &[], empty())).await;
     assert_eq!(a.json()["visitor"]["scheme"], "https");
 }
+
+/// Every ready-made configuration in deploy/ parses and validates (files they name are checked
+/// by `check` on the target machine, not here).
+#[test]
+fn the_deploy_recipes_configs_are_valid() {
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    for name in [
+        "flexible.toml",
+        "full.toml",
+        "full-strict.toml",
+        "docker/origin-gate.toml",
+    ] {
+        let path = deploy.join(name);
+        let text = std::fs::read_to_string(&path).unwrap();
+        if let Err(e) = Config::parse(&text, Source::File(path.clone())) {
+            panic!("{name}:\n{e}");
+        }
+    }
+    // The Kubernetes ConfigMap embeds one too.
+    let yaml =
+        std::fs::read_to_string(deploy.join("kubernetes/wordpress-origin-gate.yaml")).unwrap();
+    let start = yaml.find("origin-gate.toml: |").unwrap();
+    let embedded: String = yaml[start..]
+        .lines()
+        .skip(1)
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| format!("{}\n", l.get(4..).unwrap_or("")))
+        .collect();
+    if let Err(e) = Config::parse(&embedded, Source::File("kubernetes ConfigMap".into())) {
+        panic!("kubernetes ConfigMap:\n{e}\n{embedded}");
+    }
+    let flexible = Config::parse(
+        &std::fs::read_to_string(deploy.join("flexible.toml")).unwrap(),
+        Source::Embedded,
+    )
+    .unwrap();
+    assert!(
+        flexible.listen.https.is_empty()
+            && flexible.https.redirect
+            && flexible.trust.only_trusted_peers
+    );
+    let strict = Config::parse(
+        &std::fs::read_to_string(deploy.join("full-strict.toml")).unwrap(),
+        Source::Embedded,
+    )
+    .unwrap();
+    assert!(strict.trust.require_client_cert && strict.tls.client_ca.is_some());
+}

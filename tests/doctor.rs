@@ -90,6 +90,7 @@ async fn a_healthy_setup_passes_every_check() {
     )
     .await;
     let (code, out) = doctor(&s).await;
+    eprintln!("{out}");
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("✓ configuration"), "{out}");
     assert!(out.contains("is served by origin-gate"), "{out}");
