@@ -208,6 +208,7 @@ async fn backend(config: &Config, runtime: &Runtime) -> Vec<Check> {
             "backend: the embedded echo origin (no backend configured)".into(),
         )];
     };
+    let base_text = base.to_string().trim_end_matches('/').to_string();
     if base.scheme_str() == Some("https") {
         return vec![Check::Warn(format!(
             "backend {base} is https: the loop check speaks plain http only and was skipped"
