@@ -211,7 +211,7 @@ async fn backend(config: &Config, runtime: &Runtime) -> Vec<Check> {
     let base_text = base.to_string().trim_end_matches('/').to_string();
     if base.scheme_str() == Some("https") {
         return vec![Check::Warn(format!(
-            "backend {base} is https: the loop check speaks plain http only and was skipped"
+            "backend {base_text} is https: the loop check speaks plain http only and was skipped"
         ))];
     }
     let client = probe_client();
@@ -279,7 +279,7 @@ async fn backend(config: &Config, runtime: &Runtime) -> Vec<Check> {
                     ));
                 } else {
                     out.push(Check::Pass(format!(
-                        "backend {base} answers an https visitor's {path} with {status} (no loop)"
+                        "backend {base_text} answers an https visitor's {path} with {status} (no loop)"
                     )));
                 }
             }
