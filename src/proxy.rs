@@ -27,6 +27,7 @@ use crate::diag::{self, CloudflareMode};
 use crate::echo;
 use crate::pipeline::{self, Action, ConnContext, Decision, Route};
 use crate::state::{Runtime, Shared};
+use crate::upstream::Upstream;
 use crate::visitor::Scheme;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -183,6 +184,7 @@ pub async fn handle(
         .map_or_else(|| "/".to_string(), |pq| pq.as_str().to_string());
     // One configuration for the whole request, even if a reload swaps it meanwhile.
     let runtime = shared.runtime.load_full();
+    let upstream = local_upstream(&runtime);
     let pipeline_cfg = &runtime.pipeline;
     let decision = pipeline::decide(pipeline_cfg, &conn, &mut parts);
     let mut record = RequestRecord {
@@ -247,7 +249,7 @@ pub async fn handle(
             _ => text_response(StatusCode::NOT_FOUND, "Not found."),
         },
         Action::Forward {
-            upstream,
+            upstream: upstream_choice,
             upgrade,
             auth,
             body_limit,
@@ -259,7 +261,7 @@ pub async fn handle(
             if let Some(resp) = denied {
                 record.route = Route::AuthDenied;
                 resp
-            } else if runtime.upstream.is_echo(*upstream) {
+            } else if upstream.is_echo(*upstream_choice) {
                 record.route = Route::Echo;
                 let value = echo::describe(
                     parts.method.as_str(),
@@ -283,7 +285,7 @@ pub async fn handle(
                 let mut req = Request::from_parts(parts, body);
                 let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
                 let sent = Instant::now();
-                match runtime.upstream.send(*upstream, req).await {
+                match upstream.send(*upstream_choice, req).await {
                     Ok(mut resp) => {
                         record.upstream = Some(sent.elapsed());
                         record.upstream_status = Some(resp.status().as_u16());
@@ -344,7 +346,9 @@ pub async fn handle(
                 AcmeMode::Webroot(dir) => Some(format!("acme.webroot {}", dir.display())),
                 _ => None,
             },
-            Action::Forward { upstream, .. } => Some(runtime.upstream.describe(*upstream)),
+            Action::Forward {
+                upstream: choice, ..
+            } => Some(upstream.describe(*choice)),
             _ => None,
         };
         if let Some(by) = answered_by {
@@ -359,6 +363,27 @@ pub async fn handle(
         shared,
         runtime,
     }))
+}
+
+thread_local! {
+    /// This worker thread's backend pool, for the runtime generation it was built for: each
+    /// worker keeps its own keep-alive connections, so a request and its backend connection
+    /// never wake another thread.
+    static LOCAL_UPSTREAM: std::cell::RefCell<Option<(u64, Upstream)>> = const { std::cell::RefCell::new(None) };
+}
+
+fn local_upstream(runtime: &Runtime) -> Upstream {
+    LOCAL_UPSTREAM.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        match &*cell {
+            Some((generation, upstream)) if *generation == runtime.generation => upstream.clone(),
+            _ => {
+                let upstream = runtime.upstream.fresh();
+                *cell = Some((runtime.generation, upstream.clone()));
+                upstream
+            }
+        }
+    })
 }
 
 /// Per-request diagnostics that need the headers as they arrived.

@@ -23,6 +23,8 @@ use crate::upstream::Upstream;
 #[derive(Clone)]
 pub struct Runtime {
     pub config: Config,
+    /// Distinguishes runtimes built from different configurations (per-thread caches key on it).
+    pub generation: u64,
     pub pipeline: PipelineConfig,
     pub upstream: Upstream,
     /// The certificates, when there is a TLS listener or a configured certificate.
@@ -112,7 +114,9 @@ impl Runtime {
         let (true, Some(upstream)) = (problems.is_empty(), upstream) else {
             return Err(problems);
         };
+        static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(Runtime {
+            generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             pipeline: PipelineConfig::new(&config, trusted, access),
             config,
             upstream,

@@ -70,6 +70,7 @@ pub struct Upstream {
     acme: Option<Uri>,
     connect_timeout: Duration,
     response_timeout: Duration,
+    config: BackendConfig,
 }
 
 impl Upstream {
@@ -100,7 +101,15 @@ impl Upstream {
             acme,
             connect_timeout: cfg.connect_timeout,
             response_timeout: cfg.response_timeout,
+            config: cfg.clone(),
         })
+    }
+
+    /// A new client with the same settings and its own, empty connection pool (one per worker
+    /// thread). Falls back to sharing this one if the TLS setup fails, which it did not when
+    /// this one was built.
+    pub fn fresh(&self) -> Upstream {
+        Upstream::new(&self.config, self.acme.clone()).unwrap_or_else(|_| self.clone())
     }
 
     /// Does the embedded echo origin answer this choice (no real backend configured)?

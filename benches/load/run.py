@@ -1,0 +1,374 @@
+#!/usr/bin/env python3
+"""Side-by-side load benchmark: origin-gate vs nginx, HAProxy and Caddy in front of one backend.
+
+Everything runs on loopback. Each server is configured as an experienced operator would
+(nginx: worker_processes auto, upstream keepalive, proxy_http_version 1.1; HAProxy: nbthread 2,
+http-reuse; Caddy: reverse_proxy) with access logs on for all. Rounds are interleaved
+(A B C D, then B C D A, ...) and bounded in time; medians are reported with the ratio to nginx.
+
+Usage: benches/load/run.sh [--rounds N] [--seconds S]   (run.sh installs the packages first)
+"""
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+WORK = Path("/tmp/origin-gate-load")
+BACKEND = 19080
+SERVERS = {
+    # name: (http port, https port)
+    "direct": (BACKEND, None),
+    "origin-gate": (19084, 19444),
+    "nginx": (19081, 19441),
+    "haproxy": (19082, 19442),
+    "caddy": (19083, 19443),
+}
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, shell=True, check=True, **kw)
+
+
+def wait_port(port, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listening on {port}")
+
+
+def write_files():
+    WORK.mkdir(parents=True, exist_ok=True)
+    www = WORK / "www"
+    www.mkdir(exist_ok=True)
+    (www / "1k").write_bytes(b"x" * 1024)
+    (www / "1m").write_bytes(b"y" * (1 << 20))
+    sh(f"openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 -subj /CN=localhost "
+       f"-addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout {WORK}/key.pem -out {WORK}/cert.pem 2>/dev/null")
+    (WORK / "haproxy.pem").write_text((WORK / "cert.pem").read_text() + (WORK / "key.pem").read_text())
+    (WORK / "backend.conf").write_text(f"""
+worker_processes 1;
+pid {WORK}/backend.pid;
+error_log {WORK}/backend-error.log;
+events {{ worker_connections 8192; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 300s;
+  server {{
+    listen 127.0.0.1:{BACKEND} backlog=4096;
+    root {www};
+    location /upload {{ client_max_body_size 0; proxy_request_buffering off; return 200 "ok\\n"; }}
+  }}
+}}
+""")
+    (WORK / "nginx.conf").write_text(f"""
+worker_processes auto;
+pid {WORK}/nginx.pid;
+error_log {WORK}/nginx-error.log;
+events {{ worker_connections 8192; }}
+http {{
+  access_log {WORK}/nginx-access.log combined buffer=64k flush=1s;
+  keepalive_requests 1000000;
+  upstream backend {{ server 127.0.0.1:{BACKEND}; keepalive 256; }}
+  server {{
+    listen 127.0.0.1:{SERVERS['nginx'][0]} backlog=4096;
+    listen 127.0.0.1:{SERVERS['nginx'][1]} ssl http2 backlog=4096;
+    ssl_certificate {WORK}/cert.pem;
+    ssl_certificate_key {WORK}/key.pem;
+    client_max_body_size 0;
+    location / {{
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $remote_addr;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_request_buffering off;
+    }}
+  }}
+}}
+""")
+    (WORK / "haproxy.cfg").write_text(f"""
+global
+  nbthread 2
+  maxconn 8000
+  log stdout format raw local0
+defaults
+  mode http
+  log global
+  option httplog
+  option http-keep-alive
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend fe
+  bind 127.0.0.1:{SERVERS['haproxy'][0]}
+  bind 127.0.0.1:{SERVERS['haproxy'][1]} ssl crt {WORK}/haproxy.pem alpn h2,http/1.1
+  option forwardfor
+  default_backend be
+backend be
+  http-reuse always
+  server s1 127.0.0.1:{BACKEND}
+""")
+    (WORK / "Caddyfile").write_text(f"""{{
+  admin off
+  auto_https off
+}}
+http://127.0.0.1:{SERVERS['caddy'][0]} {{
+  bind 127.0.0.1
+  reverse_proxy 127.0.0.1:{BACKEND}
+  log {{
+    output file {WORK}/caddy-access.log
+  }}
+}}
+https://127.0.0.1:{SERVERS['caddy'][1]} {{
+  bind 127.0.0.1
+  tls {WORK}/cert.pem {WORK}/key.pem
+  reverse_proxy 127.0.0.1:{BACKEND}
+  log {{
+    output file {WORK}/caddy-access.log
+  }}
+}}
+""")
+    (WORK / "origin-gate.toml").write_text(f"""
+[listen]
+http = ["127.0.0.1:{SERVERS['origin-gate'][0]}"]
+https = ["127.0.0.1:{SERVERS['origin-gate'][1]}"]
+[backend]
+url = "http://127.0.0.1:{BACKEND}"
+[log]
+level = "warn"
+access = "json"
+access_file = "{WORK}/origin-gate-access.log"
+[limits]
+header_read_timeout = "300s"
+[[tls.certs]]
+cert = "{WORK}/cert.pem"
+key = "{WORK}/key.pem"
+""")
+
+
+PROCS = {}
+
+
+def start_all(binary):
+    logs = open(WORK / "daemons.log", "ab")
+    cmds = {
+        "backend": f"nginx -c {WORK}/backend.conf -g 'daemon off;'",
+        "nginx": f"nginx -c {WORK}/nginx.conf -g 'daemon off;'",
+        "haproxy": f"haproxy -db -f {WORK}/haproxy.cfg > {WORK}/haproxy-access.log",
+        "caddy": f"caddy run --config {WORK}/Caddyfile --adapter caddyfile",
+        "origin-gate": f"{binary} --config {WORK}/origin-gate.toml",
+    }
+    for name, cmd in cmds.items():
+        PROCS[name] = subprocess.Popen(cmd, shell=True, stdout=logs, stderr=logs, start_new_session=True)
+    for name, (http, https) in SERVERS.items():
+        wait_port(http)
+        if https:
+            wait_port(https)
+
+
+def stop_all():
+    for p in PROCS.values():
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    for p in PROCS.values():
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+
+
+def pids_of(name):
+    """All processes in the server's session (nginx master + workers, the shell wrapper …)."""
+    key = "backend" if name == "direct" else name
+    sid = PROCS[key].pid
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if os.getsid(int(d.name)) == sid:
+                    out.append(int(d.name))
+            except OSError:
+                pass
+    return out
+
+
+def cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total / CLK_TCK
+
+
+def rss_mib(pids):
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def to_ms(text):
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    if not m:
+        return None
+    v, unit = float(m.group(1)), m.group(2)
+    return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+
+
+def run_wrk(port, path, conns, seconds):
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{port}{path}"],
+        capture_output=True, text=True, timeout=seconds + 30).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    p50 = to_ms(re.search(r"50%\s+(\S+)", out).group(1))
+    p99 = to_ms(re.search(r"99%\s+(\S+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": rps, "requests": total, "p50": p50, "p99": p99, "errors": int(errors.group(1)) if errors else 0}
+
+
+def run_h2load(port, seconds):
+    out = subprocess.run(
+        ["h2load", "-c32", "-m8", "-t2", "-D", str(seconds), f"https://127.0.0.1:{port}/1k"],
+        capture_output=True, text=True, timeout=seconds + 30).stdout
+    m = re.search(r"finished in [\d.]+\w*, ([\d.]+) req/s", out)
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
+    return {"rps": float(m.group(1)) if m else 0.0, "requests": int(done.group(2)) if done else 0}
+
+
+def run_handshakes(port):
+    """New TLS connections per second: 2000 clients, one request each."""
+    out = subprocess.run(
+        ["h2load", "-n2000", "-c2000", "-t2", "--h1", f"https://127.0.0.1:{port}/1k"],
+        capture_output=True, text=True, timeout=120).stdout
+    m = re.search(r"finished in ([\d.]+)(ms|s)", out)
+    if not m:
+        return 0.0
+    secs = float(m.group(1)) / (1000 if m.group(2) == "ms" else 1)
+    return 2000 / secs if secs else 0.0
+
+
+def idle_memory(name, port, conns=2000):
+    pids = pids_of(name)
+    before = rss_mib(pids)
+    socks = []
+    req = f"GET /1k HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    for _ in range(conns):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(req)
+        socks.append(s)
+    for s in socks:
+        s.settimeout(5)
+        got = b""
+        while b"\r\n\r\n" not in got or len(got) < 1024:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    time.sleep(0.5)
+    after = rss_mib(pids)
+    for s in socks:
+        s.close()
+    return (after - before) * 1024 / conns
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--binary", default=str(ROOT / "target/release/origin-gate"))
+    ap.add_argument("--json", default=str(WORK / "results.json"))
+    args = ap.parse_args()
+    write_files()
+    start_all(args.binary)
+    names = [n for n in SERVERS]
+    scenarios = [("1 KiB, 64 conns", "/1k", 64), ("1 KiB, 256 conns", "/1k", 256), ("1 MiB, 64 conns", "/1m", 64)]
+    results = {}
+    try:
+        # Warm up every path once.
+        for n in names:
+            run_wrk(SERVERS[n][0], "/1k", 16, 1)
+        for r in range(args.rounds):
+            order = names[r % len(names):] + names[:r % len(names)]
+            for label, path, conns in scenarios:
+                for n in order:
+                    pids = pids_of(n)
+                    cpu0 = cpu_seconds(pids)
+                    res = run_wrk(SERVERS[n][0], path, conns, args.seconds)
+                    res["cpu_per_10k"] = (cpu_seconds(pids) - cpu0) / max(res["requests"], 1) * 10_000
+                    res["rss"] = rss_mib(pids)
+                    results.setdefault(label, {}).setdefault(n, []).append(res)
+                    print(f"round {r + 1} {label:18} {n:12} {res['rps']:>10.0f} req/s  p99 {res['p99']:.2f} ms  "
+                          f"cpu/10k {res['cpu_per_10k']:.3f} s  rss {res['rss']:.0f} MiB", flush=True)
+            for n in order:
+                if SERVERS[n][1]:
+                    pids = pids_of(n)
+                    cpu0 = cpu_seconds(pids)
+                    res = run_h2load(SERVERS[n][1], args.seconds)
+                    res["cpu_per_10k"] = (cpu_seconds(pids) - cpu0) / max(res["requests"], 1) * 10_000
+                    res["rss"] = rss_mib(pids)
+                    res["handshakes"] = run_handshakes(SERVERS[n][1])
+                    results.setdefault("HTTP/2 over TLS, 32 conns x 8 streams", {}).setdefault(n, []).append(res)
+                    print(f"round {r + 1} {'h2 TLS':18} {n:12} {res['rps']:>10.0f} req/s  handshakes {res['handshakes']:.0f}/s", flush=True)
+        idle = {n: idle_memory(n, SERVERS[n][0]) for n in names if n != "direct"}
+    finally:
+        stop_all()
+    Path(args.json).write_text(json.dumps({"results": results, "idle_kib_per_conn": idle}, indent=1))
+    print_table(results, idle)
+
+
+def med(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else float("nan")
+
+
+def print_table(results, idle):
+    print()
+    print(f"Date: {time.strftime('%Y-%m-%d')}; machine: {os.cpu_count()} cores, {os.uname().release}; medians of the rounds; ratio = / nginx")
+    print()
+    print("| scenario | server | req/s | ratio | p50 ms | p99 ms | CPU s / 10k req | ratio | RSS MiB | TLS handshakes/s |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for label, by in results.items():
+        base = {k: med([r.get(k) for r in by.get("nginx", [])]) for k in ("rps", "cpu_per_10k")}
+        for n, runs in by.items():
+            rps = med([r["rps"] for r in runs])
+            cpu = med([r.get("cpu_per_10k") for r in runs])
+            p50 = med([r.get("p50") for r in runs])
+            p99 = med([r.get("p99") for r in runs])
+            rss = med([r.get("rss") for r in runs])
+            hs = med([r.get("handshakes") for r in runs])
+            fmt = lambda v, f: "–" if v != v else f.format(v)  # NaN → –
+            print(f"| {label} | {n} | {rps:.0f} | {rps / base['rps']:.2f}x | {fmt(p50, '{:.2f}')} | {fmt(p99, '{:.2f}')} | "
+                  f"{cpu:.3f} | {cpu / base['cpu_per_10k']:.2f}x | {rss:.0f} | {fmt(hs, '{:.0f}')} |")
+    print()
+    print("Idle keep-alive connections (2000): memory per connection, KiB: " +
+          ", ".join(f"{n} {v:.1f}" for n, v in idle.items()))
+
+
+if __name__ == "__main__":
+    main()
