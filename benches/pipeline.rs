@@ -1,7 +1,9 @@
 //! Hot-path benchmarks over the real pipeline functions (no copies): trust check, visitor
 //! resolution, and the whole decision with header rewriting, on a realistic Cloudflare request.
 //!
-//! Run: `cargo bench --bench pipeline`. Target (issue 3): `decide/cloudflare_flexible` under 1 µs median.
+//! Run: `cargo bench --bench pipeline`. Targets: `decide/cloudflare_flexible` and
+//! `hot_path/decide_and_json_log_line` (trust + visitor + access decision + header rewrite +
+//! access-log formatting) under 1 µs median. Allocations per request are counted and printed.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // benchmark set-up panics loudly by design
 
 use std::hint::black_box;
@@ -11,6 +13,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::request::Parts;
 use http::Request;
 use origin_gate::access::AccessRule;
+use origin_gate::access_log::AccessRecord;
 use origin_gate::config::AcmeMode;
 use origin_gate::pipeline::{self, ConnContext, PipelineConfig};
 use origin_gate::trust::{cloudflare_ranges, TrustedRanges};
@@ -81,6 +84,36 @@ fn config() -> PipelineConfig {
     }
 }
 
+/// The access-log record of the Cloudflare request above, as `proxy` builds it.
+fn record(d: &pipeline::Decision) -> AccessRecord {
+    AccessRecord {
+        ts: std::time::SystemTime::now(),
+        client_ip: d.visitor.client_ip,
+        peer: "[2c0f:f248::17]:40000".parse().unwrap(),
+        trusted: d.visitor.trusted_peer,
+        scheme: d.visitor.scheme,
+        listener: Scheme::Http,
+        tls: None,
+        method: "GET".into(),
+        host: Some("blog.example.com".into()),
+        path: "/2026/11/24/hello-world/".into(),
+        query: Some("utm_source=newsletter".into()),
+        version: "HTTP/1.1",
+        status: 200,
+        bytes_in: 0,
+        bytes_out: 31_337,
+        duration: std::time::Duration::from_micros(1834),
+        upstream: Some(std::time::Duration::from_micros(1602)),
+        upstream_status: Some(200),
+        upstream_error: None,
+        user: None,
+        route: d.route,
+        cf_ray: Some("8e4f0b2a9c3d1e2f-LHR".into()),
+        user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36".into()),
+        referer: Some("https://www.google.com/".into()),
+    }
+}
+
 fn benches(c: &mut Criterion) {
     let cfg = config();
     // A Cloudflare edge address near the end of the list (worst case for the scan).
@@ -136,5 +169,45 @@ fn benches(c: &mut Criterion) {
     });
 }
 
-criterion_group!(pipeline_benches, benches);
+/// Allocations per request on the hot path, counted (not timed) and printed with the benches.
+fn allocations(c: &mut Criterion) {
+    let cfg = config();
+    let conn = ConnContext::new(
+        "[2c0f:f248::17]:40000".parse().unwrap(),
+        "192.0.2.10:80".parse().unwrap(),
+        Scheme::Http,
+        None,
+    );
+    let mut head = cloudflare_request();
+    let decide_allocs = allocation_counter::measure(|| {
+        black_box(pipeline::decide(&cfg, &conn, &mut head));
+    });
+    let mut head = cloudflare_request();
+    let d = pipeline::decide(&cfg, &conn, &mut head);
+    let json_allocs = allocation_counter::measure(|| {
+        black_box(record(&d).to_json(false));
+    });
+    eprintln!(
+        "allocations per request: decide {} (bytes {}), access record + JSON line {} (bytes {})",
+        decide_allocs.count_total,
+        decide_allocs.bytes_total,
+        json_allocs.count_total,
+        json_allocs.bytes_total
+    );
+    c.bench_function("hot_path/decide_and_json_log_line", |b| {
+        b.iter_batched_ref(
+            cloudflare_request,
+            |head| {
+                let d = pipeline::decide(&cfg, &conn, head);
+                black_box(record(&d).to_json(false));
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    c.bench_function("hot_path/combined_log_line", |b| {
+        b.iter(|| black_box(record(&d).to_combined(false)))
+    });
+}
+
+criterion_group!(pipeline_benches, benches, allocations);
 criterion_main!(pipeline_benches);

@@ -59,17 +59,23 @@ impl AccessRule {
     }
 }
 
+/// Does `path` start with the lower-case `prefix`, ignoring ASCII case?
+pub fn starts_with_ci(path: &str, prefix: &str) -> bool {
+    path.len() >= prefix.len()
+        && path.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+}
+
 /// Picks the rule for a request: the longest matching prefix; on equal length a rule for this
-/// host beats a rule for any host. `path_lower` must be normalised and lower-case.
+/// host beats a rule for any host. `path` must be normalised; ASCII case is ignored.
 pub fn match_rule<'a>(
     rules: &'a [AccessRule],
     host: &str,
-    path_lower: &str,
+    path: &str,
 ) -> Option<(usize, &'a AccessRule)> {
     rules
         .iter()
         .enumerate()
-        .filter(|(_, r)| path_lower.starts_with(&r.prefix))
+        .filter(|(_, r)| starts_with_ci(path, &r.prefix))
         .filter(|(_, r)| {
             r.host
                 .as_deref()
@@ -94,6 +100,17 @@ fn is_unreserved(b: u8) -> bool {
 
 fn hex(b: u8) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// Is this path already in normal form (the common case, no allocation needed)?
+pub fn is_normal(raw: &str) -> bool {
+    raw.starts_with('/')
+        && !raw.bytes().any(|b| b == b'%' || b == b';')
+        && !raw.contains("//")
+        && !raw.contains("/./")
+        && !raw.contains("/../")
+        && !raw.ends_with("/.")
+        && !raw.ends_with("/..")
 }
 
 /// Normalises a request path (see the module comment). Always returns an absolute path.
@@ -254,6 +271,30 @@ mod tests {
         // Found by the fuzzer: raw non-ASCII bytes were re-encoded as Latin-1.
         assert_eq!(normalize_path("/Ӌ"), Ok("/Ӌ".into()));
         assert_eq!(normalize_path("/a/Ӌ/../b"), Ok("/a/b".into()));
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_normalisation() {
+        for p in [
+            "/",
+            "/wp-admin/",
+            "/a/b.c/d",
+            "/a//b",
+            "/a/./b",
+            "/a/..",
+            "/%41",
+            "/a;b",
+            "",
+            "/.well-known/x",
+        ] {
+            if is_normal(p) {
+                assert_eq!(normalize_path(p).as_deref(), Ok(p), "{p}");
+            }
+        }
+        assert!(is_normal("/2026/11/24/hello-world/"));
+        assert!(!is_normal("/a//b") && !is_normal("/a/../b") && !is_normal("/%77p-admin/"));
+        assert!(starts_with_ci("/WP-Admin/x", "/wp-admin/"));
+        assert!(!starts_with_ci("/wp", "/wp-admin/"));
     }
 
     #[test]

@@ -289,30 +289,36 @@ pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Deci
     let mut body_limit = None;
     let has_path_rules = !cfg.access.is_empty() || !cfg.body_limits.is_empty();
     if !acme && has_path_rules {
-        let normalized = match access::normalize_path(req.uri.path()) {
-            Ok(p) => p,
-            Err(_) => {
+        // Most paths are already normal: check them in place, allocate only for the others.
+        let normalized_owned;
+        let normalized: &str = if access::is_normal(req.uri.path()) {
+            req.uri.path()
+        } else {
+            normalized_owned = match access::normalize_path(req.uri.path()) {
+                Ok(p) => p,
+                Err(_) => {
+                    return respond(
+                        Some(host),
+                        Route::BadRequest,
+                        StatusCode::BAD_REQUEST,
+                        "Malformed request path.",
+                    )
+                }
+            };
+            if !replace_path(req, &normalized_owned) {
                 return respond(
                     Some(host),
                     Route::BadRequest,
                     StatusCode::BAD_REQUEST,
                     "Malformed request path.",
-                )
+                );
             }
+            &normalized_owned
         };
-        if normalized != req.uri.path() && !replace_path(req, &normalized) {
-            return respond(
-                Some(host),
-                Route::BadRequest,
-                StatusCode::BAD_REQUEST,
-                "Malformed request path.",
-            );
-        }
-        let lower = normalized.to_ascii_lowercase();
         body_limit = cfg
             .body_limits
             .iter()
-            .filter(|l| lower.starts_with(&l.prefix))
+            .filter(|l| access::starts_with_ci(normalized, &l.prefix))
             .max_by_key(|l| l.prefix.len())
             .map(|l| l.max);
         if let Some(max) = body_limit {
@@ -330,7 +336,7 @@ pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Deci
                 );
             }
         }
-        if let Some((index, rule)) = access::match_rule(&cfg.access, name, &lower) {
+        if let Some((index, rule)) = access::match_rule(&cfg.access, name, normalized) {
             if !rule.admits(visitor.client_ip) {
                 return respond(
                     Some(host),

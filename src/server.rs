@@ -152,11 +152,10 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         // The connection limit is fixed for the life of the process (a reload logs a change).
         let limit = Arc::new(Semaphore::new(start.config.limits.max_connections));
-        for (group, scheme) in &listeners {
-            if let Some(addr) = group.first().and_then(|l| l.local_addr().ok()) {
-                info!(listener = scheme.as_str(), %addr, "listening");
-            }
-        }
+        let announce: Vec<(Scheme, SocketAddr)> = listeners
+            .iter()
+            .filter_map(|(group, scheme)| Some((*scheme, group.first()?.local_addr().ok()?)))
+            .collect();
         // Hand each worker its share: the w-th socket of every listen address.
         let workers = listeners.first().map_or(0, |(g, _)| g.len());
         let mut shares: Vec<Vec<(std::net::TcpListener, Scheme)>> =
@@ -169,9 +168,12 @@ impl Server {
             }
         }
         let mut done = Vec::new();
+        let mut ready = Vec::new();
         for (w, share) in shares.into_iter().enumerate() {
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
             done.push(rx);
+            let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
+            ready.push(ready_rx);
             let (shared, limit, stop) = (shared.clone(), limit.clone(), stop_rx.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("origin-gate-w{w}"))
@@ -180,7 +182,7 @@ impl Server {
                         .enable_all()
                         .build()
                     {
-                        Ok(rt) => rt.block_on(worker(share, shared, limit, stop)),
+                        Ok(rt) => rt.block_on(worker(share, shared, limit, stop, ready_tx)),
                         Err(e) => error!(error = %e, "cannot start a worker runtime"),
                     }
                     let _ = tx.send(());
@@ -188,6 +190,13 @@ impl Server {
             if let Err(e) = spawned {
                 error!(error = %e, "cannot start a worker thread");
             }
+        }
+        // "listening" means it: every worker has its sockets in its event loop.
+        for r in ready {
+            let _ = r.await;
+        }
+        for (scheme, addr) in announce {
+            info!(listener = scheme.as_str(), %addr, "listening");
         }
         shutdown.await;
         let grace = shared.runtime.load().config.shutdown_grace;
@@ -214,6 +223,7 @@ async fn worker(
     shared: Arc<Shared>,
     limit: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
+    ready: tokio::sync::oneshot::Sender<()>,
 ) {
     let tracker = TaskTracker::new();
     let mut loops = Vec::new();
@@ -234,6 +244,7 @@ async fn worker(
             stop: stop.clone(),
         })));
     }
+    let _ = ready.send(());
     for l in loops {
         let _ = l.await;
     }
