@@ -297,6 +297,59 @@ def idle_memory(name, port, conns=2000):
     return (after - before) * 1024 / conns
 
 
+def upload_memory(binary, size=1 << 30):
+    """Peak RSS growth of a fresh origin-gate while a 1 GiB chunked upload streams through it to
+    a backend that reads and discards the body."""
+    import threading
+    sink = socket.socket()
+    sink.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sink.bind(("127.0.0.1", 0))
+    sink.listen(8)
+    sink_port = sink.getsockname()[1]
+    received = {"bytes": 0}
+
+    def serve():
+        conn, _ = sink.accept()
+        f = conn.makefile("rb", buffering=1 << 20)
+        while f.readline() not in (b"\r\n", b""):
+            pass  # request head
+        while True:  # chunked body
+            line = f.readline()
+            n = int(line.split(b";")[0].strip() or b"0", 16)
+            if n == 0:
+                f.readline()
+                break
+            left = n
+            while left:
+                got = len(f.read(min(left, 1 << 20)))
+                if not got:
+                    return
+                left -= got
+                received["bytes"] += got
+            f.readline()
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
+        conn.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    cfg = WORK / "upload.toml"
+    cfg.write_text(f'[listen]\nhttp = ["127.0.0.1:19090"]\nhttps = []\n[backend]\nurl = "http://127.0.0.1:{sink_port}"\n[log]\naccess = "off"\n')
+    p = subprocess.Popen([binary, "--config", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(19090)
+        base = rss_mib([p.pid])
+        sh(f"head -c {size} /dev/zero | curl -s -o /dev/null -T - -H 'Transfer-Encoding: chunked' http://127.0.0.1:19090/upload")
+        t.join(timeout=120)
+        hwm = 0
+        for line in Path(f"/proc/{p.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                hwm = int(line.split()[1]) / 1024
+        return received["bytes"], hwm - base
+    finally:
+        p.terminate()
+        p.wait()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
@@ -338,8 +391,10 @@ def main():
         idle = {n: idle_memory(n, SERVERS[n][0]) for n in names if n != "direct"}
     finally:
         stop_all()
-    Path(args.json).write_text(json.dumps({"results": results, "idle_kib_per_conn": idle}, indent=1))
+    up_bytes, up_growth = upload_memory(args.binary)
+    Path(args.json).write_text(json.dumps({"results": results, "idle_kib_per_conn": idle, "upload_growth_mib": up_growth}, indent=1))
     print_table(results, idle)
+    print(f"1 GiB chunked upload through origin-gate: {up_bytes} bytes reached the backend, peak RSS growth {up_growth:.1f} MiB")
 
 
 def med(values):
