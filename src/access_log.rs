@@ -297,28 +297,23 @@ impl AccessLog {
     /// Reopens the file (after logrotate moved it away): what was logged before goes to the old
     /// file, everything after to the new one.
     pub fn reopen(&self) {
-        let dest = self
-            .inner
-            .sink
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .dest
-            .clone();
-        self.switch(dest);
+        self.switch(self.destination());
     }
 
     /// Switches to another destination when a reload changed `log.access_file`.
     pub fn set_destination(&self, dest: Option<PathBuf>) {
-        let current = self
-            .inner
+        if self.destination() != dest {
+            self.switch(dest);
+        }
+    }
+
+    fn destination(&self) -> Option<PathBuf> {
+        self.inner
             .sink
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .dest
-            .clone();
-        if current != dest {
-            self.switch(dest);
-        }
+            .clone()
     }
 
     fn switch(&self, dest: Option<PathBuf>) {

@@ -75,15 +75,9 @@ fn check(path: Option<PathBuf>) -> ExitCode {
 
 fn doctor(path: Option<PathBuf>) -> ExitCode {
     let path = path.unwrap_or_else(|| origin_gate::doctor::default_config_path().to_path_buf());
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match control_runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let checks = runtime.block_on(origin_gate::doctor::run(&path));
     for c in &checks {
@@ -129,15 +123,11 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
         tracing::error!("internal error (please report): {info}");
     }));
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The main thread only runs control work (signals, reloads, the admin listener); requests
+    // are served by the worker threads `Server::run` starts, each with its own runtime.
+    let runtime = match control_runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         // Signal handlers go in before any socket is bound: a SIGHUP or SIGTERM that arrives
@@ -189,6 +179,16 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
         server.run(shutdown).await;
         ExitCode::SUCCESS
     })
+}
+
+fn control_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        })
 }
 
 struct Signals {

@@ -73,6 +73,14 @@ struct BodyState {
     client_failed: std::sync::atomic::AtomicBool,
 }
 
+/// The size of a polled data frame, for the byte counters.
+fn data_len<E>(polled: &Poll<Option<Result<Frame<Bytes>, E>>>) -> Option<u64> {
+    match polled {
+        Poll::Ready(Some(Ok(frame))) => frame.data_ref().map(|d| d.len() as u64),
+        _ => None,
+    }
+}
+
 /// The body went past its `[[limits.body]]` maximum.
 #[derive(Debug, thiserror::Error)]
 #[error("request body larger than the configured limit")]
@@ -88,14 +96,11 @@ impl Body for CountedBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                let total =
-                    this.count.fetch_add(data.len() as u64, Ordering::Relaxed) + data.len() as u64;
-                if this.limit.is_some_and(|max| total > max) {
-                    this.state.exceeded.store(true, Ordering::Relaxed);
-                    return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
-                }
+        if let Some(len) = data_len(&polled) {
+            let total = this.count.fetch_add(len, Ordering::Relaxed) + len;
+            if this.limit.is_some_and(|max| total > max) {
+                this.state.exceeded.store(true, Ordering::Relaxed);
+                return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
             }
         }
         if let Poll::Ready(Some(Err(_))) = &polled {
@@ -607,11 +612,7 @@ impl Body for LoggedBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                this.bytes += data.len() as u64;
-            }
-        }
+        this.bytes += data_len(&polled).unwrap_or(0);
         polled
     }
 
