@@ -213,6 +213,7 @@ impl Server {
             let _ = rx.await;
         }
         shared.access_log.flush_now();
+        info!("all connections closed; exiting");
     }
 }
 
