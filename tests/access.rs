@@ -41,6 +41,17 @@ fn write(dir: &Path, name: &str, content: &str) {
     std::fs::write(dir.join(name), content).unwrap();
 }
 
+/// A gate with an htpasswd file (one bcrypt user) next to its config, and `extra` config.
+async fn gate_with_user(backend: &Backend, user: &str, password: &str, extra: &str) -> Gate {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "htpasswd",
+        &format!("{}\n", htpasswd_line("B", user, password)),
+    );
+    gate_with(backend, dir, extra).await
+}
+
 /// A gate whose config lives in `dir` (so relative htpasswd paths work).
 async fn gate_with(backend: &Backend, dir: tempfile::TempDir, extra: &str) -> Gate {
     Gate::start_in(
@@ -53,15 +64,10 @@ async fn gate_with(backend: &Backend, dir: tempfile::TempDir, extra: &str) -> Ga
 #[tokio::test]
 async fn wp_admin_locked_admin_ajax_open_xmlrpc_denied() {
     let backend = Backend::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    write(
-        dir.path(),
-        "htpasswd",
-        &format!("{}\n", htpasswd_line("B", "editor", "s3cret")),
-    );
-    let gate = gate_with(
+    let gate = gate_with_user(
         &backend,
-        dir,
+        "editor",
+        "s3cret",
         r#"
 [[access]]
 prefix = "/wp-admin/"
@@ -129,18 +135,7 @@ deny = ["0.0.0.0/0", "::/0"]
 #[tokio::test]
 async fn whole_site_locked_for_staging_with_an_ip_allow_list() {
     let backend = Backend::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    write(
-        dir.path(),
-        "htpasswd",
-        &format!("{}\n", htpasswd_line("B", "client", "preview")),
-    );
-    let gate = gate_with(
-        &backend,
-        dir,
-        "[trust]\nextra = [\"127.0.0.2/32\"]\n[[access]]\nprefix = \"/\"\nhtpasswd = \"htpasswd\"\nallow = [\"127.0.0.0/8\", \"198.51.100.0/24\"]\npass_authorization = true\n",
-    )
-    .await;
+    let gate = gate_with_user(&backend, "client", "preview", "[trust]\nextra = [\"127.0.0.2/32\"]\n[[access]]\nprefix = \"/\"\nhtpasswd = \"htpasswd\"\nallow = [\"127.0.0.0/8\", \"198.51.100.0/24\"]\npass_authorization = true\n").await;
     let creds = basic("client", "preview");
     assert_eq!(
         get(SRC, gate.http, "/", &[]).await.status,
@@ -181,18 +176,7 @@ async fn whole_site_locked_for_staging_with_an_ip_allow_list() {
 #[tokio::test]
 async fn bypass_attempts_get_the_same_answer_as_the_protected_path() {
     let backend = Backend::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    write(
-        dir.path(),
-        "htpasswd",
-        &format!("{}\n", htpasswd_line("B", "editor", "s3cret")),
-    );
-    let gate = gate_with(
-        &backend,
-        dir,
-        "[[access]]\nprefix = \"/wp-admin/\"\nhtpasswd = \"htpasswd\"\n[[access]]\nprefix = \"/wp-login.php\"\nhtpasswd = \"htpasswd\"\n",
-    )
-    .await;
+    let gate = gate_with_user(&backend, "editor", "s3cret", "[[access]]\nprefix = \"/wp-admin/\"\nhtpasswd = \"htpasswd\"\n[[access]]\nprefix = \"/wp-login.php\"\nhtpasswd = \"htpasswd\"\n").await;
     let long = format!("/wp-admin/{}", "a".repeat(8 * 1024));
     for path in [
         "/wp-admin/../wp-admin/",
@@ -262,15 +246,10 @@ async fn bypass_attempts_get_the_same_answer_as_the_protected_path() {
 #[tokio::test]
 async fn bad_credentials_are_401_never_500() {
     let backend = Backend::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    write(
-        dir.path(),
-        "htpasswd",
-        &format!("{}\n", htpasswd_line("B", "editor", "s3cret")),
-    );
-    let gate = gate_with(
+    let gate = gate_with_user(
         &backend,
-        dir,
+        "editor",
+        "s3cret",
         "[[access]]\nprefix = \"/\"\nhtpasswd = \"htpasswd\"\n",
     )
     .await;
@@ -432,18 +411,7 @@ async fn a_plaintext_htpasswd_entry_is_a_config_error_naming_the_line() {
 #[tokio::test]
 async fn acme_challenges_pass_auth_lockdown_and_redirect_but_nothing_else_does() {
     let backend = Backend::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    write(
-        dir.path(),
-        "htpasswd",
-        &format!("{}\n", htpasswd_line("B", "editor", "s3cret")),
-    );
-    let gate = gate_with(
-        &backend,
-        dir,
-        "[trust]\nonly_trusted_peers = true\n[https]\nredirect = true\n[[access]]\nprefix = \"/\"\nhtpasswd = \"htpasswd\"\n",
-    )
-    .await;
+    let gate = gate_with_user(&backend, "editor", "s3cret", "[trust]\nonly_trusted_peers = true\n[https]\nredirect = true\n[[access]]\nprefix = \"/\"\nhtpasswd = \"htpasswd\"\n").await;
     // Proxied to the backend by default.
     let a = get(SRC, gate.http, "/.well-known/acme-challenge/Tok3n_-x", &[]).await;
     assert_eq!(a.status, StatusCode::OK);

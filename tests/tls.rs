@@ -95,6 +95,35 @@ impl CertbotDir {
     }
 }
 
+/// A certificate for example.com (`days_left`), its renewal, and certbot's layout holding the
+/// first one.
+fn renewal_setup(days_left: i64) -> (Issued, Issued, CertbotDir) {
+    let ca = TestCa::new("test CA");
+    let v1 = ca.issue(&["example.com"], 0x1111_0000_0000_0001, days_left);
+    let v2 = ca.issue(&["example.com"], 0x1111_0000_0000_0002, 90);
+    let certbot = CertbotDir::new("example.com", &v1);
+    (v1, v2, certbot)
+}
+
+/// The real binary serving `certbot`'s certificate, re-reading files every `reload_interval`.
+fn spawn_with_certbot(
+    backend: &Backend,
+    certbot: &CertbotDir,
+    reload_interval: &str,
+) -> GateProcess {
+    let path = certbot.dir.path().join("og.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[listen]\nhttp = [\"127.0.0.1:0\"]\nhttps = [\"127.0.0.1:0\"]\n[backend]\nurl = \"{}\"\n[tls]\nreload_interval = \"{reload_interval}\"\n{}",
+            backend.url(),
+            certbot.toml()
+        ),
+    )
+    .unwrap();
+    GateProcess::spawn(&path)
+}
+
 #[tokio::test]
 async fn sni_picks_exact_then_wildcard_then_default_then_fallback() {
     let backend = Backend::start().await;
@@ -172,10 +201,7 @@ async fn sni_picks_exact_then_wildcard_then_default_then_fallback() {
 #[tokio::test]
 async fn certbot_symlink_swap_is_served_after_reload_without_restart() {
     let backend = Backend::start().await;
-    let ca = TestCa::new("test CA");
-    let v1 = ca.issue(&["example.com"], 0x1111_0000_0000_0001, 20);
-    let v2 = ca.issue(&["example.com"], 0x1111_0000_0000_0002, 90);
-    let certbot = CertbotDir::new("example.com", &v1);
+    let (v1, v2, certbot) = renewal_setup(20);
     let gate = Gate::start(&backend.url(), &certbot.toml()).await;
     assert_eq!(
         serial(&served(gate.https(), Some("example.com")).await),
@@ -205,10 +231,7 @@ async fn certbot_symlink_swap_is_served_after_reload_without_restart() {
 #[tokio::test]
 async fn a_corrupt_or_mismatched_renewal_keeps_the_old_certificate() {
     let backend = Backend::start().await;
-    let ca = TestCa::new("test CA");
-    let v1 = ca.issue(&["example.com"], 0x1111_0000_0000_0001, 60);
-    let v2 = ca.issue(&["example.com"], 0x1111_0000_0000_0002, 90);
-    let certbot = CertbotDir::new("example.com", &v1);
+    let (v1, v2, certbot) = renewal_setup(60);
     let gate = Gate::start(&backend.url(), &certbot.toml()).await;
 
     certbot.install(2, "-----BEGIN CERTIFICATE-----\ntruncated\n", &v2.key_pem);
@@ -279,21 +302,8 @@ fn openssl_serial(addr: SocketAddr, sni: &str) -> String {
 #[tokio::test]
 async fn sighup_reload_seen_by_openssl_s_client_and_broken_renewal_logged_as_error() {
     let backend = Backend::start().await;
-    let ca = TestCa::new("test CA");
-    let v1 = ca.issue(&["example.com"], 0x1111_0000_0000_0001, 60);
-    let v2 = ca.issue(&["example.com"], 0x1111_0000_0000_0002, 90);
-    let certbot = CertbotDir::new("example.com", &v1);
-    let path = certbot.dir.path().join("og.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[listen]\nhttp = [\"127.0.0.1:0\"]\nhttps = [\"127.0.0.1:0\"]\n[backend]\nurl = \"{}\"\n[tls]\nreload_interval = \"1h\"\n{}",
-            backend.url(),
-            certbot.toml()
-        ),
-    )
-    .unwrap();
-    let gate = GateProcess::spawn(&path);
+    let (v1, v2, certbot) = renewal_setup(60);
+    let gate = spawn_with_certbot(&backend, &certbot, "1h");
     let https = gate.https.unwrap();
     assert_eq!(openssl_serial(https, "example.com"), serial(&v1.chain[0]));
 
@@ -318,21 +328,8 @@ async fn sighup_reload_seen_by_openssl_s_client_and_broken_renewal_logged_as_err
 #[tokio::test]
 async fn renewal_is_picked_up_by_the_reload_timer() {
     let backend = Backend::start().await;
-    let ca = TestCa::new("test CA");
-    let v1 = ca.issue(&["example.com"], 0x1111_0000_0000_0001, 60);
-    let v2 = ca.issue(&["example.com"], 0x1111_0000_0000_0002, 90);
-    let certbot = CertbotDir::new("example.com", &v1);
-    let path = certbot.dir.path().join("og.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[listen]\nhttp = [\"127.0.0.1:0\"]\nhttps = [\"127.0.0.1:0\"]\n[backend]\nurl = \"{}\"\n[tls]\nreload_interval = \"200ms\"\n{}",
-            backend.url(),
-            certbot.toml()
-        ),
-    )
-    .unwrap();
-    let gate = GateProcess::spawn(&path);
+    let (_v1, v2, certbot) = renewal_setup(60);
+    let gate = spawn_with_certbot(&backend, &certbot, "200ms");
     certbot.install(2, &v2.cert_pem, &v2.key_pem);
     gate.wait_log("certificate reloaded", Duration::from_secs(10))
         .expect("the timer did not reload");
