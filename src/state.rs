@@ -96,7 +96,7 @@ impl Runtime {
             None => match Upstream::new(&config.backend, acme_backend) {
                 Ok(u) => Some(u),
                 Err(e) => {
-                    problems.push(config_problem(&config, "backend", e));
+                    problems.push(config.problem("backend", e));
                     None
                 }
             },
@@ -105,7 +105,7 @@ impl Runtime {
             (Some(store), false) => match tls::server_config(store.clone(), client_verifier) {
                 Ok(cfg) => Some(TlsAcceptor::from(cfg)),
                 Err(e) => {
-                    problems.push(config_problem(&config, "tls", e.to_string()));
+                    problems.push(config.problem("tls", e.to_string()));
                     None
                 }
             },
@@ -131,15 +131,6 @@ impl Runtime {
         let mut next = self.clone();
         next.pipeline.trusted = trusted;
         next
-    }
-}
-
-fn config_problem(config: &Config, key: &str, message: String) -> Problem {
-    Problem {
-        file: config.source.to_string(),
-        position: None,
-        key: key.into(),
-        message,
     }
 }
 

@@ -440,8 +440,7 @@ impl CertStore {
         if fallback_names.is_empty() {
             fallback_names = vec!["localhost".into(), "127.0.0.1".into()];
         }
-        let fallback =
-            self_signed(&fallback_names).map_err(|m| vec![config_problem(config, "tls", m)]);
+        let fallback = self_signed(&fallback_names).map_err(|m| vec![config.problem("tls", m)]);
         let fallback = match fallback {
             Ok(f) => Some(f),
             Err(p) => {
@@ -454,7 +453,7 @@ impl CertStore {
         }
         let fallback = fallback.ok_or_else(Vec::new)?;
         let set = CertSet::build(entries, pending, config.tls.default.as_deref(), fallback)
-            .map_err(|m| vec![config_problem(config, "tls.default", m)])?;
+            .map_err(|m| vec![config.problem("tls.default", m)])?;
         Ok(CertStore {
             current: ArcSwap::from_pointee(set),
             tls: config.tls.clone(),
@@ -611,15 +610,6 @@ impl CertStore {
             }
         }
         out
-    }
-}
-
-fn config_problem(config: &Config, key: &str, message: String) -> Problem {
-    Problem {
-        file: config.source.to_string(),
-        position: None,
-        key: key.into(),
-        message,
     }
 }
 

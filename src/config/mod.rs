@@ -249,6 +249,17 @@ impl Config {
         Config::parse(&text, source)
     }
 
+    /// A problem about this configuration as a whole (no line to point at), e.g. from loading
+    /// the files it names.
+    pub fn problem(&self, key: &str, message: String) -> Problem {
+        Problem {
+            file: self.source.to_string(),
+            position: None,
+            key: key.into(),
+            message,
+        }
+    }
+
     /// The embedded default (see [`EMBEDDED_DEFAULT`]).
     pub fn embedded_default() -> Result<Config, ConfigError> {
         Config::parse(EMBEDDED_DEFAULT, Source::Embedded)
