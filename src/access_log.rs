@@ -15,8 +15,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::Serialize;
-
 use crate::pipeline::{Route, TlsInfo};
 use crate::visitor::Scheme;
 
@@ -57,42 +55,6 @@ pub struct AccessRecord {
     pub referer: Option<String>,
 }
 
-#[derive(Serialize)]
-struct JsonTls<'a> {
-    version: &'a str,
-    sni: Option<&'a str>,
-    client_cert_verified: bool,
-}
-
-#[derive(Serialize)]
-struct JsonLine<'a> {
-    ts: String,
-    client_ip: IpAddr,
-    peer_ip: IpAddr,
-    trusted: bool,
-    scheme: &'static str,
-    listener: &'static str,
-    tls: Option<JsonTls<'a>>,
-    method: &'a str,
-    host: Option<&'a str>,
-    path: &'a str,
-    query: Option<String>,
-    status: u16,
-    bytes_in: u64,
-    bytes_out: u64,
-    duration_ms: f64,
-    upstream_ms: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    upstream_status: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    upstream_error: Option<&'static str>,
-    user: Option<&'a str>,
-    route: &'static str,
-    cf_ray: Option<&'a str>,
-    user_agent: Option<&'a str>,
-    referer: Option<&'a str>,
-}
-
 fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
@@ -109,45 +71,83 @@ pub fn redact_query(q: &str) -> String {
 }
 
 impl AccessRecord {
+    /// The JSON line, written by hand: measured against serde_json on the hot-path bench, the
+    /// generic serializer and `time`'s RFC 3339 formatter were half the cost of a request's
+    /// decision. The unit tests check it against serde_json's output field by field.
     pub fn to_json(&self, redact: bool) -> String {
-        let line = JsonLine {
-            ts: time::OffsetDateTime::from(self.ts)
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default(),
-            client_ip: self.client_ip,
-            peer_ip: crate::trust::canonical(self.peer.ip()),
-            trusted: self.trusted,
-            scheme: self.scheme.as_str(),
-            listener: self.listener.as_str(),
-            tls: self.tls.as_ref().map(|t| JsonTls {
-                version: t.version,
-                sni: t.sni.as_deref(),
-                client_cert_verified: t.client_cert_verified,
-            }),
-            method: &self.method,
-            host: self.host.as_deref(),
-            path: &self.path,
-            query: self.query.as_deref().map(|q| {
-                if redact {
-                    redact_query(q)
-                } else {
-                    q.to_string()
-                }
-            }),
-            status: self.status,
-            bytes_in: self.bytes_in,
-            bytes_out: self.bytes_out,
-            duration_ms: ms(self.duration),
-            upstream_ms: self.upstream.map(ms),
-            upstream_status: self.upstream_status,
-            upstream_error: self.upstream_error,
-            user: self.user.as_deref(),
-            route: self.route.as_str(),
-            cf_ray: self.cf_ray.as_deref(),
-            user_agent: self.user_agent.as_deref(),
-            referer: self.referer.as_deref(),
-        };
-        serde_json::to_string(&line).unwrap_or_default()
+        let mut out = String::with_capacity(384);
+        out.push_str("{\"ts\":\"");
+        push_rfc3339(&mut out, self.ts);
+        let _ = write!(
+            out,
+            "\",\"client_ip\":\"{}\",\"peer_ip\":\"{}\",\"trusted\":{},\"scheme\":\"{}\",\"listener\":\"{}\",\"tls\":",
+            self.client_ip,
+            crate::trust::canonical(self.peer.ip()),
+            self.trusted,
+            self.scheme.as_str(),
+            self.listener.as_str()
+        );
+        match &self.tls {
+            Some(t) => {
+                out.push_str("{\"version\":");
+                push_json_str(&mut out, t.version);
+                out.push_str(",\"sni\":");
+                push_json_opt(&mut out, t.sni.as_deref());
+                let _ = write!(
+                    out,
+                    ",\"client_cert_verified\":{}}}",
+                    t.client_cert_verified
+                );
+            }
+            None => out.push_str("null"),
+        }
+        out.push_str(",\"method\":");
+        push_json_str(&mut out, &self.method);
+        out.push_str(",\"host\":");
+        push_json_opt(&mut out, self.host.as_deref());
+        out.push_str(",\"path\":");
+        push_json_str(&mut out, &self.path);
+        out.push_str(",\"query\":");
+        match &self.query {
+            Some(q) if redact => push_json_str(&mut out, &redact_query(q)),
+            Some(q) => push_json_str(&mut out, q),
+            None => out.push_str("null"),
+        }
+        let mut int = itoa::Buffer::new();
+        let mut float = ryu::Buffer::new();
+        out.push_str(",\"status\":");
+        out.push_str(int.format(self.status));
+        out.push_str(",\"bytes_in\":");
+        out.push_str(int.format(self.bytes_in));
+        out.push_str(",\"bytes_out\":");
+        out.push_str(int.format(self.bytes_out));
+        out.push_str(",\"duration_ms\":");
+        out.push_str(float.format(ms(self.duration)));
+        out.push_str(",\"upstream_ms\":");
+        match self.upstream {
+            Some(u) => out.push_str(float.format(ms(u))),
+            None => out.push_str("null"),
+        }
+        if let Some(s) = self.upstream_status {
+            out.push_str(",\"upstream_status\":");
+            out.push_str(int.format(s));
+        }
+        if let Some(e) = self.upstream_error {
+            out.push_str(",\"upstream_error\":");
+            push_json_str(&mut out, e);
+        }
+        out.push_str(",\"user\":");
+        push_json_opt(&mut out, self.user.as_deref());
+        out.push_str(",\"route\":\"");
+        out.push_str(self.route.as_str());
+        out.push_str("\",\"cf_ray\":");
+        push_json_opt(&mut out, self.cf_ray.as_deref());
+        out.push_str(",\"user_agent\":");
+        push_json_opt(&mut out, self.user_agent.as_deref());
+        out.push_str(",\"referer\":");
+        push_json_opt(&mut out, self.referer.as_deref());
+        out.push('}');
+        out
     }
 
     /// Apache/nginx "combined", real client IP first, so goaccess and fail2ban filters work:
@@ -199,6 +199,70 @@ impl AccessRecord {
                 .map_or_else(|| "-".to_string(), quote_free),
         );
         out
+    }
+}
+
+/// `2026-11-24T06:32:49.565342453Z` (RFC 3339, UTC; the fraction only when there is one).
+fn push_rfc3339(out: &mut String, ts: SystemTime) {
+    let t = time::OffsetDateTime::from(ts);
+    let digits = |n: u32, width: usize, out: &mut String| {
+        let mut buf = itoa::Buffer::new();
+        let s = buf.format(n);
+        for _ in s.len()..width {
+            out.push('0');
+        }
+        out.push_str(s);
+    };
+    digits(u32::try_from(t.year()).unwrap_or(0), 4, out);
+    out.push('-');
+    digits(u32::from(u8::from(t.month())), 2, out);
+    out.push('-');
+    digits(u32::from(t.day()), 2, out);
+    out.push('T');
+    digits(u32::from(t.hour()), 2, out);
+    out.push(':');
+    digits(u32::from(t.minute()), 2, out);
+    out.push(':');
+    digits(u32::from(t.second()), 2, out);
+    if t.nanosecond() != 0 {
+        out.push('.');
+        digits(t.nanosecond(), 9, out);
+    }
+    out.push('Z');
+}
+
+/// A JSON string literal (RFC 8259 §7): quotes, backslashes and control characters escaped;
+/// runs of other bytes are copied whole (every byte that needs escaping is ASCII, so the cuts
+/// always fall on character boundaries).
+fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(s.get(start..i).unwrap_or(""));
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{:04x}", b);
+        } else {
+            out.push_str(escape);
+        }
+        start = i + 1;
+    }
+    out.push_str(s.get(start..).unwrap_or(""));
+    out.push('"');
+}
+
+fn push_json_opt(out: &mut String, s: Option<&str>) {
+    match s {
+        Some(s) => push_json_str(out, s),
+        None => out.push_str("null"),
     }
 }
 
@@ -467,6 +531,124 @@ mod tests {
         assert!(record()
             .to_combined(true)
             .contains("?redirect_to=-&reauth=- "));
+    }
+
+    use serde::Serialize;
+
+    #[derive(Serialize)]
+    struct JsonTls<'a> {
+        version: &'a str,
+        sni: Option<&'a str>,
+        client_cert_verified: bool,
+    }
+
+    #[derive(Serialize)]
+    struct JsonLine<'a> {
+        ts: String,
+        client_ip: IpAddr,
+        peer_ip: IpAddr,
+        trusted: bool,
+        scheme: &'static str,
+        listener: &'static str,
+        tls: Option<JsonTls<'a>>,
+        method: &'a str,
+        host: Option<&'a str>,
+        path: &'a str,
+        query: Option<String>,
+        status: u16,
+        bytes_in: u64,
+        bytes_out: u64,
+        duration_ms: f64,
+        upstream_ms: Option<f64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        upstream_status: Option<u16>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        upstream_error: Option<&'static str>,
+        user: Option<&'a str>,
+        route: &'static str,
+        cf_ray: Option<&'a str>,
+        user_agent: Option<&'a str>,
+        referer: Option<&'a str>,
+    }
+
+    /// The reference: the same line through serde_json.
+    fn serde_json_line(r: &AccessRecord, redact: bool) -> serde_json::Value {
+        let line = JsonLine {
+            ts: time::OffsetDateTime::from(r.ts)
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            client_ip: r.client_ip,
+            peer_ip: crate::trust::canonical(r.peer.ip()),
+            trusted: r.trusted,
+            scheme: r.scheme.as_str(),
+            listener: r.listener.as_str(),
+            tls: r.tls.as_ref().map(|t| JsonTls {
+                version: t.version,
+                sni: t.sni.as_deref(),
+                client_cert_verified: t.client_cert_verified,
+            }),
+            method: &r.method,
+            host: r.host.as_deref(),
+            path: &r.path,
+            query: r.query.as_deref().map(|q| {
+                if redact {
+                    redact_query(q)
+                } else {
+                    q.to_string()
+                }
+            }),
+            status: r.status,
+            bytes_in: r.bytes_in,
+            bytes_out: r.bytes_out,
+            duration_ms: ms(r.duration),
+            upstream_ms: r.upstream.map(ms),
+            upstream_status: r.upstream_status,
+            upstream_error: r.upstream_error,
+            user: r.user.as_deref(),
+            route: r.route.as_str(),
+            cf_ray: r.cf_ray.as_deref(),
+            user_agent: r.user_agent.as_deref(),
+            referer: r.referer.as_deref(),
+        };
+        serde_json::to_value(&line).unwrap()
+    }
+
+    #[test]
+    fn hand_written_json_equals_serde_json() {
+        let mut records = vec![record()];
+        let mut odd = record();
+        odd.ts = SystemTime::UNIX_EPOCH + Duration::from_nanos(1_795_500_000_123_456_789);
+        odd.user_agent = Some("quote \" backslash \\ newline \n tab \t bell \u{7} é 雪 😀".into());
+        odd.user = Some("ëditor".into());
+        odd.query = None;
+        odd.upstream = None;
+        odd.upstream_status = None;
+        odd.upstream_error = Some("refused");
+        odd.client_ip = "2001:db8::1".parse().unwrap();
+        odd.peer = "[::ffff:173.245.48.1]:443".parse().unwrap();
+        odd.tls = Some(TlsInfo {
+            sni: Some("example.com".into()),
+            version: "TLSv1.3",
+            client_cert_verified: true,
+        });
+        records.push(odd);
+        for r in &records {
+            for redact in [false, true] {
+                let ours: serde_json::Value = serde_json::from_str(&r.to_json(redact)).unwrap();
+                let mut reference = serde_json_line(r, redact);
+                // Both are RFC 3339; compare the instants, not the digit counts.
+                let parse = |v: &serde_json::Value| {
+                    time::OffsetDateTime::parse(
+                        v.as_str().unwrap(),
+                        &time::format_description::well_known::Rfc3339,
+                    )
+                    .unwrap()
+                };
+                assert_eq!(parse(&ours["ts"]), parse(&reference["ts"]));
+                reference["ts"] = ours["ts"].clone();
+                assert_eq!(ours, reference);
+            }
+        }
     }
 
     #[test]
