@@ -552,3 +552,36 @@ async fn curl_resolve_reaches_the_right_site_over_tls() {
     assert_eq!(v["uri"], "/via-curl");
     assert_eq!(v["headers"]["x-forwarded-proto"][0], "https");
 }
+
+#[tokio::test]
+async fn tls_sessions_resume() {
+    let backend = Backend::start().await;
+    let cert = TestCert::new(&["example.com"]);
+    let gate = Gate::start(&backend.url(), &cert.toml()).await;
+    // One client configuration (and so one session cache) for both connections.
+    let client = cert.client(&[b"http/1.1"]);
+    let mut kinds = Vec::new();
+    for _ in 0..2 {
+        let mut tls = tls_connect("127.0.0.1", gate.https(), client.clone(), "example.com").await;
+        // TLS 1.3 tickets arrive after the handshake: read a response so the client stores one.
+        use tokio::io::AsyncWriteExt;
+        tls.write_all(b"GET / HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        let _ = tls.read_to_end(&mut buf).await;
+        assert!(
+            buf.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&buf)
+        );
+        kinds.push(tls.get_ref().1.handshake_kind());
+    }
+    assert_eq!(
+        kinds,
+        vec![
+            Some(rustls::HandshakeKind::Full),
+            Some(rustls::HandshakeKind::Resumed)
+        ]
+    );
+}
