@@ -306,7 +306,6 @@ struct Inner {
     wake: Condvar,
     sink: Mutex<SinkState>,
     dropped: AtomicU64,
-    written: AtomicU64,
 }
 
 /// The access-log sink shared by all requests.
@@ -330,7 +329,6 @@ impl AccessLog {
                 last_warn: None,
             }),
             dropped: AtomicU64::new(0),
-            written: AtomicU64::new(0),
         });
         let worker = inner.clone();
         let spawned = std::thread::Builder::new()
@@ -396,10 +394,6 @@ impl AccessLog {
     pub fn dropped(&self) -> u64 {
         self.inner.dropped.load(Ordering::Relaxed)
     }
-
-    pub fn written(&self) -> u64 {
-        self.inner.written.load(Ordering::Relaxed)
-    }
 }
 
 impl Drop for AccessLog {
@@ -457,18 +451,13 @@ fn flush(inner: &Inner) {
         return;
     }
     let mut s = inner.sink.lock().unwrap_or_else(|e| e.into_inner());
-    match s.sink.write_all(&batch) {
-        Ok(()) => {
-            inner.written.fetch_add(lines, Ordering::Relaxed);
-        }
-        Err(e) => {
-            let total = inner.dropped.fetch_add(lines, Ordering::Relaxed) + lines;
-            if s.last_warn
-                .is_none_or(|t| t.elapsed() > Duration::from_secs(10))
-            {
-                s.last_warn = Some(Instant::now());
-                tracing::warn!(error = %e, dropped_total = total, "access log write failed (disk full?): lines are dropped and counted, requests continue");
-            }
+    if let Err(e) = s.sink.write_all(&batch) {
+        let total = inner.dropped.fetch_add(lines, Ordering::Relaxed) + lines;
+        if s.last_warn
+            .is_none_or(|t| t.elapsed() > Duration::from_secs(10))
+        {
+            s.last_warn = Some(Instant::now());
+            tracing::warn!(error = %e, dropped_total = total, "access log write failed (disk full?): lines are dropped and counted, requests continue");
         }
     }
 }
