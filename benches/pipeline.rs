@@ -81,6 +81,10 @@ fn config() -> PipelineConfig {
         ],
         acme: AcmeMode::Proxy,
         body_limits: vec![],
+        allow_underscores: false,
+        upgrade_protocols: vec!["websocket".into()],
+        max_header_bytes: 65536,
+        max_headers: 100,
     }
 }
 

@@ -6,8 +6,8 @@
 use std::net::IpAddr;
 
 use http::header::{
-    HeaderName, HeaderValue, CONNECTION, FORWARDED, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE,
-    TRAILER, TRANSFER_ENCODING, UPGRADE,
+    HeaderName, HeaderValue, CONNECTION, COOKIE, FORWARDED, PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 use http::HeaderMap;
 
@@ -19,21 +19,210 @@ pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-ho
 pub const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 pub const X_FORWARDED_SSL: HeaderName = HeaderName::from_static("x-forwarded-ssl");
 pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub const CF_CONNECTING_IP: HeaderName = HeaderName::from_static("cf-connecting-ip");
+pub const TRUE_CLIENT_IP: HeaderName = HeaderName::from_static("true-client-ip");
+pub const CF_VISITOR: HeaderName = HeaderName::from_static("cf-visitor");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+/// httpoxy (CVE-2016-5385): `Proxy:` becomes `HTTP_PROXY`, which PHP HTTP clients (Guzzle,
+/// WordPress's Requests in older versions) took as their outbound proxy.
+const PROXY: HeaderName = HeaderName::from_static("proxy");
+/// RFC 9113 §3.2 (formerly RFC 7540 §3.2.1): the h2c upgrade's settings, hop-by-hop by definition.
+const HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
-/// Headers only a trusted proxy may set. From anybody else they are forgeries: Cloudflare's own
-/// (`CF-*`, `True-Client-IP`), the de-facto `X-Forwarded-*` family, `X-Real-IP` and RFC 7239
-/// `Forwarded`.
-const SPOOFABLE: [HeaderName; 7] = [
-    HeaderName::from_static("cf-connecting-ip"),
-    HeaderName::from_static("true-client-ip"),
-    HeaderName::from_static("cf-visitor"),
-    HeaderName::from_static("cf-ray"),
-    HeaderName::from_static("cf-ipcountry"),
-    X_REAL_IP,
-    FORWARDED,
+/// What PHP makes of a request header name: `$_SERVER['HTTP_' . strtoupper(strtr($name, '-', '_'))]`
+/// (CGI/1.1, RFC 3875 §4.1.18, as php-fpm, mod_php and `php -S` build it; PHP's own variable
+/// registration also turns `.` and ` ` into `_`). Two names with the same CGI name are the *same*
+/// variable to WordPress, and which one wins depends on the web server in between — so the
+/// hyphenated name origin-gate strips or sets is not enough: its underscore twin must go too.
+///
+/// Compared here in the hyphen form: `_` and `.` fold into `-`, ASCII case is ignored.
+fn cgi_eq(name: &[u8], hyphenated: &str) -> bool {
+    name.len() == hyphenated.len()
+        && name
+            .iter()
+            .zip(hyphenated.as_bytes())
+            .all(|(&a, &b)| cgi_fold(a) == b)
+}
+
+fn cgi_starts_with(name: &[u8], hyphenated: &str) -> bool {
+    name.len() >= hyphenated.len() && cgi_eq(&name[..hyphenated.len()], hyphenated)
+}
+
+#[inline]
+fn cgi_fold(b: u8) -> u8 {
+    match b {
+        b'_' | b'.' => b'-',
+        b => b.to_ascii_lowercase(),
+    }
+}
+
+/// Client-identity and scheme claims that *nobody* may send, not even Cloudflare: Cloudflare
+/// relays them unchanged from the visitor, and WordPress plugins read them (`HTTP_CLIENT_IP` comes
+/// first in many "real IP" helpers; `HTTP_X_FORWARDED_SSL`, `HTTP_FRONT_END_HTTPS`, `HTTP_X_PROTO`
+/// in "is it https" snippets). origin-gate removes them from every request and sets its own
+/// `X-Forwarded-*` / `X-Real-IP` / `Forwarded`, which carry what it verified.
+const FORGEABLE: [&str; 20] = [
+    "forwarded",
+    "x-forwarded",
+    "x-real-ip",
+    "client-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "forwarded-for",
+    "x-originating-ip",
+    "x-remote-ip",
+    "x-remote-addr",
+    "fastly-client-ip",
+    "x-true-client-ip",
+    "front-end-https",
+    "x-proto",
+    "x-scheme",
+    "x-url-scheme",
+    "x-https",
+    "cloudfront-forwarded-proto",
+    "x-original-host",
+    "x-host",
 ];
+
+/// Prefixes of the same kind: every `X-Forwarded-*` (origin-gate sets For/Proto/Host/Port/Ssl;
+/// any other one — `-Server`, `-Prefix`, `-Scheme` — came from the visitor through the edge).
+const FORGEABLE_PREFIXES: [&str; 1] = ["x-forwarded-"];
+
+/// Headers only the trusted edge may set: Cloudflare's own (`CF-*`) and `True-Client-IP`.
+/// From anybody else they are forgeries.
+const EDGE_PREFIXES: [&str; 1] = ["cf-"];
+const EDGE: [&str; 1] = ["true-client-ip"];
+
+/// Names whose CGI twin must never reach PHP even when `limits.allow_underscores_in_headers` lets
+/// other underscore names through: everything origin-gate strips or sets, plus the framing and
+/// credential headers PHP reads as `CONTENT_*` / `HTTP_AUTHORIZATION` / `HTTP_COOKIE`.
+const PROTECTED: [&str; 17] = [
+    "host",
+    "connection",
+    "upgrade",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "content-length",
+    "content-type",
+    "authorization",
+    "cookie",
+    "proxy",
+    "http2-settings",
+    "via",
+    "true-client-ip",
+    "forwarded",
+    "x-real-ip",
+];
+const PROTECTED_PREFIXES: [&str; 3] = ["x-forwarded", "cf-", "proxy-"];
+
+/// What [`sanitize`] removed that is worth counting: names that are not plain
+/// `[A-Za-z0-9-]` tokens.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Sanitized {
+    pub invalid_names: Vec<HeaderName>,
+}
+
+/// Would PHP see this name as one origin-gate owns (see [`PROTECTED`])?
+pub fn cgi_protected(name: &[u8], edge_header: Option<&HeaderName>) -> bool {
+    PROTECTED.iter().any(|p| cgi_eq(name, p))
+        || PROTECTED_PREFIXES.iter().any(|p| cgi_starts_with(name, p))
+        || FORGEABLE.iter().any(|p| cgi_eq(name, p))
+        || edge_header.is_some_and(|e| cgi_eq(name, e.as_str()))
+}
+
+/// What happens to one request header name before anything reads or forwards the head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameVerdict {
+    Keep,
+    /// Not a plain `[A-Za-z0-9-]` name (underscores, dots, other token characters): dropped like
+    /// nginx's `underscores_in_headers off` + `ignore_invalid_headers on`, and counted.
+    Invalid,
+    /// A client-identity or scheme claim nobody may make ([`FORGEABLE`]).
+    Forgeable,
+    /// An edge header (`CF-*`, `True-Client-IP`) from a peer that is not the trusted edge.
+    EdgeOnly,
+}
+
+/// Classifies one header name. `allow_underscores` keeps `_` names whose CGI name collides with
+/// nothing origin-gate owns; `.` and other token characters are never kept (PHP folds `.` too).
+pub fn name_verdict(
+    name: &HeaderName,
+    trusted_peer: bool,
+    allow_underscores: bool,
+    edge_header: Option<&HeaderName>,
+) -> NameVerdict {
+    let n = name.as_str();
+    let bytes = n.as_bytes();
+    if !bytes
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        let only_underscores = bytes
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if allow_underscores && only_underscores && !cgi_protected(bytes, edge_header) {
+            return NameVerdict::Keep;
+        }
+        return NameVerdict::Invalid;
+    }
+    if FORGEABLE.contains(&n) || FORGEABLE_PREFIXES.iter().any(|p| n.starts_with(p)) {
+        return NameVerdict::Forgeable;
+    }
+    if !trusted_peer && (EDGE.contains(&n) || EDGE_PREFIXES.iter().any(|p| n.starts_with(p))) {
+        return NameVerdict::EdgeOnly;
+    }
+    NameVerdict::Keep
+}
+
+/// Removes every header name that must not reach the backend (see [`name_verdict`]). Runs on the
+/// head as received, after the visitor was resolved from it and before anything is forwarded.
+/// Allocates only when something is removed.
+pub fn sanitize(
+    headers: &mut HeaderMap,
+    trusted_peer: bool,
+    allow_underscores: bool,
+    edge_header: Option<&HeaderName>,
+) -> Sanitized {
+    let mut out = Sanitized::default();
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    for name in headers.keys() {
+        match name_verdict(name, trusted_peer, allow_underscores, edge_header) {
+            NameVerdict::Keep => {}
+            NameVerdict::Invalid => {
+                out.invalid_names.push(name.clone());
+                doomed.push(name.clone());
+            }
+            NameVerdict::Forgeable | NameVerdict::EdgeOnly => doomed.push(name.clone()),
+        }
+    }
+    for name in doomed {
+        headers.remove(name);
+    }
+    out
+}
+
+/// HTTP/2 splits `Cookie` into one field per cookie ("crumbs", RFC 9113 §8.2.3); an HTTP/1.1
+/// backend must get them joined with `"; "`, or PHP's `$_COOKIE` sees only part of them.
+/// Several `Cookie` lines over HTTP/1.1 are joined the same way (nginx does the same).
+pub fn join_cookies(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(COOKIE).iter();
+    if values.next().is_none() || values.next().is_none() {
+        return;
+    }
+    let mut joined = Vec::with_capacity(128);
+    for v in headers.get_all(COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(v.as_bytes());
+    }
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)) {
+        headers.insert(COOKIE, v);
+    }
+}
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1): `Connection` and every header it names,
 /// `Keep-Alive`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`, `Proxy-*`. They describe one
@@ -74,30 +263,12 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
         PROXY_CONNECTION,
         PROXY_AUTHENTICATE,
         PROXY_AUTHORIZATION,
+        PROXY,
+        HTTP2_SETTINGS,
     ] {
         headers.remove(name);
     }
     upgrade.filter(|_| upgrade_requested)
-}
-
-/// Drops every forwarding header a direct (untrusted) peer sent, before anything reads them.
-pub fn strip_spoofable(headers: &mut HeaderMap) {
-    for name in SPOOFABLE {
-        headers.remove(name);
-    }
-    if headers
-        .keys()
-        .any(|k| k.as_str().starts_with("x-forwarded-"))
-    {
-        let forged: Vec<HeaderName> = headers
-            .keys()
-            .filter(|k| k.as_str().starts_with("x-forwarded-"))
-            .cloned()
-            .collect();
-        for name in forged {
-            headers.remove(name);
-        }
-    }
 }
 
 /// Sets the headers that tell the backend who the visitor is and how they came:
@@ -123,6 +294,22 @@ pub fn set_forwarding(headers: &mut HeaderMap, visitor: &Visitor, host: &HeaderV
     let scheme = visitor.scheme;
     let port = host_port(host.as_bytes()).unwrap_or(scheme.default_port());
 
+    if visitor.trusted_peer {
+        // The edge's own client headers reach the backend holding exactly the address that was
+        // believed — one value, never a duplicate or a non-address (PHP would see them joined).
+        for name in [CF_CONNECTING_IP, TRUE_CLIENT_IP] {
+            if headers.contains_key(&name) {
+                headers.insert(name, ip_value.clone());
+            }
+        }
+        if headers.contains_key(&CF_VISITOR) {
+            let canonical = match visitor.scheme {
+                Scheme::Https => r#"{"scheme":"https"}"#,
+                Scheme::Http => r#"{"scheme":"http"}"#,
+            };
+            headers.insert(CF_VISITOR, HeaderValue::from_static(canonical));
+        }
+    }
     headers.insert(X_FORWARDED_FOR, ip_value.clone());
     headers.insert(X_REAL_IP, ip_value);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(scheme.as_str()));

@@ -53,6 +53,8 @@ pub struct Metrics {
     pub cert_days_left: Family<CertLabels, Gauge>,
     pub reloads: Family<ResultLabels, Counter>,
     pub access_log_dropped: Counter,
+    /// Request header names dropped as invalid (underscores, dots …).
+    pub dropped_request_headers: Counter,
     /// Unix time of the last response head the backend sent (health check).
     pub backend_last_ok: AtomicI64,
 }
@@ -131,7 +133,14 @@ impl Metrics {
             "Access-log lines dropped (queue full or write failed)",
             access_log_dropped.clone(),
         );
+        let dropped_request_headers = Counter::default();
+        registry.register(
+            "dropped_request_headers",
+            "Request header fields dropped because their names are not letters, digits and hyphens (limits.allow_underscores_in_headers)",
+            dropped_request_headers.clone(),
+        );
         Metrics {
+            dropped_request_headers,
             registry,
             requests,
             request_duration,

@@ -17,11 +17,10 @@
 use std::net::SocketAddr;
 
 use http::header::{
-    HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, LOCATION, REFRESH, STRICT_TRANSPORT_SECURITY,
-    TRANSFER_ENCODING, UPGRADE,
+    HeaderValue, ACCEPT, CONNECTION, CONTENT_LENGTH, HOST, LOCATION, REFRESH,
+    STRICT_TRANSPORT_SECURITY, TRANSFER_ENCODING, UPGRADE, USER_AGENT,
 };
 use http::request::Parts;
-use http::uri::Authority;
 use http::{HeaderMap, Method, StatusCode, Version};
 
 use crate::access::{self, AccessRule, AcmePath};
@@ -49,6 +48,14 @@ pub struct PipelineConfig {
     pub access: Vec<AccessRule>,
     pub acme: AcmeMode,
     pub body_limits: Vec<BodyLimit>,
+    /// `limits.allow_underscores_in_headers`.
+    pub allow_underscores: bool,
+    /// `limits.upgrade_protocols`, lower-case: the only `Upgrade` protocols passed on.
+    pub upgrade_protocols: Vec<String>,
+    /// `limits.max_header_bytes` / `limits.max_headers`, enforced on the parsed head whatever
+    /// the protocol (hyper's read buffer is not the head limit).
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
 }
 
 impl PipelineConfig {
@@ -65,6 +72,10 @@ impl PipelineConfig {
             access,
             acme: config.acme.clone(),
             body_limits: config.limits.body.clone(),
+            allow_underscores: config.limits.allow_underscores_in_headers,
+            upgrade_protocols: config.limits.upgrade_protocols.clone(),
+            max_header_bytes: config.limits.max_header_bytes,
+            max_headers: config.limits.max_headers,
         }
     }
 }
@@ -128,6 +139,10 @@ pub enum Route {
     BadRequest,
     Misdirected,
     Echo,
+    /// `OPTIONS *`: answered by origin-gate (it is the server the asterisk means).
+    Options,
+    /// TRACE and CONNECT: 405.
+    MethodNotAllowed,
 }
 
 impl Route {
@@ -143,6 +158,8 @@ impl Route {
             Route::BadRequest => "bad_request",
             Route::Misdirected => "misdirected",
             Route::Echo => "echo",
+            Route::Options => "options",
+            Route::MethodNotAllowed => "method_not_allowed",
         }
     }
 }
@@ -169,7 +186,13 @@ pub enum Action {
         auth: Option<usize>,
         /// `[[limits.body]]`: the most request-body bytes to pass on (413 beyond).
         body_limit: Option<u64>,
+        /// False for the ACME exemption: the challenge is a GET, and whatever body came with it
+        /// is not passed on.
+        send_body: bool,
     },
+    /// Answer with the methods origin-gate passes on (`Allow`), with this status: 200 for
+    /// `OPTIONS *`, 405 for TRACE and CONNECT.
+    Methods { status: StatusCode },
     /// Answer an ACME challenge from `acme.webroot`.
     AcmeWebroot { token: String },
     Redirect {
@@ -190,7 +213,13 @@ pub struct Decision {
     pub host: Option<HeaderValue>,
     pub route: Route,
     pub action: Action,
+    /// Request header names dropped as invalid (underscores, dots, …), for the metric and the
+    /// debug line. Empty (no allocation) on ordinary requests.
+    pub dropped_headers: Vec<http::HeaderName>,
 }
+
+/// The methods origin-gate passes to WordPress, for `Allow` (RFC 9110 §10.2.1).
+pub const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
 /// Decides what to do with a request head, rewriting its headers in place for forwarding.
 pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Decision {
@@ -202,16 +231,64 @@ pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Deci
         &cfg.trusted,
         &req.headers,
     );
-    let respond = |host, route, status, message| Decision {
+    // Straight after the visitor was read from them, and before anything else looks at the
+    // head: names PHP would fold onto another header, claims nobody may make, and edge headers
+    // from a peer that is not the edge all go.
+    let dropped_headers =
+        forwarded::sanitize(&mut req.headers, peer_trusted, cfg.allow_underscores, None)
+            .invalid_names;
+    let decision = |host, route, action| Decision {
         visitor,
         host,
         route,
-        action: Action::Respond { status, message },
+        action,
+        dropped_headers: dropped_headers.clone(),
     };
+    let respond =
+        |host, route, status, message| decision(host, route, Action::Respond { status, message });
 
-    // 0. Framing: anything a backend could read as a different request boundary is refused.
+    // 0. Framing, head size, request target and method: anything a backend could read as a
+    //    different request, or a different path, is refused before anything else.
     if let Err((status, message)) = check_framing(req) {
         return respond(None, Route::BadRequest, status, message);
+    }
+    if head_too_large(cfg, req) {
+        let status = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+        return respond(
+            None,
+            Route::BadRequest,
+            status,
+            "Request header fields too large.",
+        );
+    }
+    if req.uri.path() == "*" {
+        // RFC 9110 §9.3.7: `OPTIONS *` asks the server itself; any other method with an
+        // asterisk target is malformed. Never forwarded (hyper would send `/*`).
+        return if req.method == Method::OPTIONS {
+            decision(
+                None,
+                Route::Options,
+                Action::Methods {
+                    status: StatusCode::OK,
+                },
+            )
+        } else {
+            respond(
+                None,
+                Route::BadRequest,
+                StatusCode::BAD_REQUEST,
+                "Bad request target.",
+            )
+        };
+    }
+    if req.method == Method::TRACE || req.method == Method::CONNECT {
+        // TRACE echoes the request (cookies included) back; CONNECT would open a tunnel through
+        // the origin. Neither has a use in front of WordPress (nginx refuses both too).
+        let status = StatusCode::METHOD_NOT_ALLOWED;
+        return decision(None, Route::MethodNotAllowed, Action::Methods { status });
+    }
+    if let Err(message) = check_path(req.uri.path()) {
+        return respond(None, Route::BadRequest, StatusCode::BAD_REQUEST, message);
     }
 
     // 1. Host.
@@ -235,10 +312,17 @@ pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Deci
         );
     }
 
-    // The ACME exemption is decided on the raw path: exactly a token under the prefix, else 404.
+    // The ACME exemption is decided on the raw target: GET or HEAD of exactly a token under the
+    // prefix, with no query (RFC 8555 §8.3 builds the URL without one), else 404. Whatever the
+    // exemption lets past lockdown, passwords and redirects must be the challenge and nothing
+    // else: `?rest_route=/wp/v2/users` would reach WordPress's REST API from this path.
     let acme_token = if req.method == Method::GET || req.method == Method::HEAD {
         match access::acme_path(req.uri.path()) {
             AcmePath::No => None,
+            AcmePath::Token(_) if req.uri.query().is_some() => {
+                let message = "Not an ACME challenge: a challenge URL has no query.";
+                return respond(Some(host), Route::Acme, StatusCode::NOT_FOUND, message);
+            }
             AcmePath::Token(t) => Some(t.to_string()),
             AcmePath::Invalid => {
                 let message = "Not an ACME challenge token.";
@@ -275,12 +359,7 @@ pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Deci
                 message: "Bad request target.",
             },
         };
-        return Decision {
-            visitor,
-            host: Some(host),
-            route: Route::Redirect,
-            action,
-        };
+        return decision(Some(host), Route::Redirect, action);
     }
 
     // 5. Access rules and body limits, on the normalised path, which is also what the backend
@@ -352,23 +431,32 @@ pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Deci
     }
 
     if let (Some(token), AcmeMode::Webroot(_)) = (&acme_token, &cfg.acme) {
-        return Decision {
-            visitor,
-            host: Some(host),
-            route: Route::Acme,
-            action: Action::AcmeWebroot {
-                token: token.clone(),
-            },
+        let action = Action::AcmeWebroot {
+            token: token.clone(),
         };
+        return decision(Some(host), Route::Acme, action);
     }
 
     // 6. Rewrite.
-    let upgrade = forwarded::strip_hop_by_hop(&mut req.headers)
-        // Upgrade is an HTTP/1.1 mechanism; HTTP/2 clients use extended CONNECT instead.
-        .filter(|_| req.version == Version::HTTP_11);
-    if !visitor.trusted_peer {
-        forwarded::strip_spoofable(&mut req.headers);
-    }
+    let upgrade = if acme {
+        // The exempt challenge goes on rebuilt from scratch: only what a CA sends and a
+        // responder needs. No Cookie, Authorization, Upgrade, body framing or anything else.
+        let mut minimal = HeaderMap::with_capacity(12);
+        for name in [USER_AGENT, ACCEPT] {
+            if let Some(v) = req.headers.get(&name) {
+                minimal.insert(name, v.clone());
+            }
+        }
+        req.headers = minimal;
+        None
+    } else {
+        let upgrade = forwarded::strip_hop_by_hop(&mut req.headers)
+            // Upgrade is an HTTP/1.1 mechanism; HTTP/2 clients use extended CONNECT instead.
+            .filter(|_| req.version == Version::HTTP_11)
+            .and_then(|v| allowed_upgrade(&cfg.upgrade_protocols, &v));
+        forwarded::join_cookies(&mut req.headers);
+        upgrade
+    };
     forwarded::set_forwarding(&mut req.headers, &visitor, &host);
     if !req.headers.contains_key(HOST) {
         // HTTP/2 carries the host in :authority; the HTTP/1.1 backend needs a Host header.
@@ -386,17 +474,99 @@ pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Deci
     } else {
         UpstreamChoice::Primary
     };
-    Decision {
-        visitor,
-        host: Some(host),
-        route: if acme { Route::Acme } else { Route::Proxy },
-        action: Action::Forward {
-            upstream,
-            upgrade,
-            auth,
-            body_limit,
-        },
+    let action = Action::Forward {
+        upstream,
+        upgrade,
+        auth,
+        body_limit,
+        send_body: !acme,
+    };
+    decision(
+        Some(host),
+        if acme { Route::Acme } else { Route::Proxy },
+        action,
+    )
+}
+
+/// The `Upgrade` value to pass on: only protocols in `limits.upgrade_protocols` (by name, any
+/// version). Anything else — `h2c` above all: an h2c tunnel would carry every later request past
+/// the access rules — is dropped, and the request goes on as a plain request.
+fn allowed_upgrade(allowed: &[String], value: &HeaderValue) -> Option<HeaderValue> {
+    let text = value.to_str().ok()?;
+    let is_allowed = |token: &str| {
+        let name = token.split('/').next().unwrap_or("").trim();
+        allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
+    };
+    let tokens = text.split(',').map(str::trim).filter(|t| !t.is_empty());
+    if tokens.clone().all(is_allowed) {
+        return (tokens.count() > 0).then(|| value.clone());
     }
+    let kept: Vec<&str> = tokens.filter(|t| is_allowed(t)).collect();
+    if kept.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&kept.join(", ")).ok()
+}
+
+/// Is a backend's `101 Switching Protocols` an answer to what was forwarded? Only when an
+/// upgrade was requested and the backend switched to one of the requested protocols (RFC 9110
+/// §7.8); anything else — a 101 to a plain request, or to `h2c` when `websocket` was asked —
+/// would turn the visitor's connection into a raw tunnel nobody decided on.
+pub fn switch_accepted(requested: Option<&HeaderValue>, response: &HeaderMap) -> bool {
+    let (Some(requested), Some(chosen)) = (
+        requested.and_then(|v| v.to_str().ok()),
+        response.get(UPGRADE).and_then(|v| v.to_str().ok()),
+    ) else {
+        return false;
+    };
+    let name = |t: &str| {
+        t.split('/')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    };
+    let chosen = chosen.trim();
+    !chosen.is_empty()
+        && !chosen.contains(',')
+        && requested.split(',').any(|t| name(t) == name(chosen))
+}
+
+/// The head as the client sent it, in bytes (request line, fields, CRLFs), and the field count,
+/// against `limits.max_header_bytes` / `limits.max_headers` — exactly, for HTTP/1.1 and HTTP/2
+/// alike (431, RFC 6585 §5).
+fn head_too_large(cfg: &PipelineConfig, req: &Parts) -> bool {
+    if req.headers.len() > cfg.max_headers {
+        return true;
+    }
+    let target = req.uri.path_and_query().map_or(0, |pq| pq.as_str().len())
+        + req.uri.authority().map_or(0, |a| a.as_str().len());
+    let mut size = req.method.as_str().len() + 1 + target + " HTTP/1.1\r\n".len() + 2;
+    for (name, value) in &req.headers {
+        size += name.as_str().len() + 2 + value.len() + 2;
+    }
+    size > cfg.max_header_bytes
+}
+
+/// Paths no rule can reason about: a backslash (IIS, PHP on Windows and some rewrite rules read
+/// it as `/`, so `/wp-admin\..\x` means different things to different servers), an encoded one,
+/// and an encoded NUL. Checked on every request, with or without access rules.
+fn check_path(path: &str) -> Result<(), &'static str> {
+    let bytes = path.as_bytes();
+    if bytes.contains(&b'\\') {
+        return Err("Backslash in the request path.");
+    }
+    if bytes.contains(&b'%') {
+        for w in bytes.windows(3) {
+            if w[0] == b'%'
+                && ((w[1] == b'5' && w[2].eq_ignore_ascii_case(&b'c'))
+                    || (w[1] == b'0' && w[2] == b'0'))
+            {
+                return Err("Encoded backslash or NUL in the request path.");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Request smuggling defences (RFC 9112 §6.1, §6.3): a request whose body length two parties
@@ -471,11 +641,54 @@ fn request_host(req: &Parts) -> Result<HeaderValue, &'static str> {
         (None, Some(a)) => HeaderValue::from_str(a.as_str()).map_err(|_| "Malformed host.")?,
         (None, None) => return Err("Missing Host header."),
     };
-    let parsed = Authority::try_from(value.as_bytes()).map_err(|_| "Malformed Host header.")?;
-    if parsed.host().is_empty() || parsed.as_str().contains('@') {
+    if !valid_host(value.as_bytes()) {
         return Err("Malformed Host header.");
     }
     Ok(value)
+}
+
+/// `Host` as WordPress may safely echo it into links and redirects (RFC 9110 §7.2, RFC 3986
+/// §3.2.2): a DNS-style name (letters, digits, `-`, `.`, `_`) or a bracketed IPv6 literal, and an
+/// optional port of 1–5 digits from 1 to 65535. Anything else — `:99999`, `:abc`, an empty port,
+/// `user@`, sub-delimiters, percent signs — is a 400, never passed on as `HTTP_HOST`.
+pub fn valid_host(value: &[u8]) -> bool {
+    let (name, port) = if value.first() == Some(&b'[') {
+        let Some(close) = value.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let literal = std::str::from_utf8(&value[1..close]).ok();
+        if literal
+            .and_then(|l| l.parse::<std::net::Ipv6Addr>().ok())
+            .is_none()
+        {
+            return false;
+        }
+        match &value[close + 1..] {
+            [] => (&value[..0], None),
+            [b':', port @ ..] => (&value[..0], Some(port)),
+            _ => return false,
+        }
+    } else {
+        match value.iter().position(|&b| b == b':') {
+            Some(i) => (&value[..i], Some(&value[i + 1..])),
+            None => (value, None),
+        }
+    };
+    let name_ok = value.first() == Some(&b'[')
+        || (!name.is_empty()
+            && name.len() <= 253
+            && name
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')));
+    let port_ok = port.is_none_or(|p| {
+        (1..=5).contains(&p.len())
+            && p.iter().all(u8::is_ascii_digit)
+            && std::str::from_utf8(p)
+                .ok()
+                .and_then(|p| p.parse::<u16>().ok())
+                .is_some_and(|p| p != 0)
+    });
+    name_ok && port_ok
 }
 
 /// `https://<host without port><path>?<query>` — the port is dropped like nginx's `$host`: the
@@ -559,6 +772,10 @@ mod tests {
             access: vec![],
             acme: AcmeMode::Proxy,
             body_limits: vec![],
+            allow_underscores: false,
+            upgrade_protocols: vec!["websocket".into()],
+            max_header_bytes: 65536,
+            max_headers: 100,
         }
     }
 
@@ -706,5 +923,416 @@ mod tests {
             rewrite_http_url("https://example.com/", "example.com"),
             None
         );
+    }
+
+    fn forward(c: &PipelineConfig, peer: &str, h: &mut Parts) -> Decision {
+        decide(c, &conn(peer, Scheme::Http, c), h)
+    }
+
+    /// Every forwarding header's underscore (and dot) twin, from a trusted and an untrusted peer:
+    /// gone before the backend, counted as dropped.
+    #[test]
+    fn underscore_and_dot_twins_never_reach_the_backend() {
+        let c = cfg();
+        for twin in [
+            "x_forwarded_proto",
+            "X_FORWARDED_FOR",
+            "x-forwarded_host",
+            "x_forwarded-port",
+            "X_Forwarded_Ssl",
+            "cf_connecting_ip",
+            "CF_VISITOR",
+            "x_real_ip",
+            "true_client_ip",
+            "forwarded_for",
+            "client_ip",
+            "x.forwarded.proto",
+            "content_length",
+            "transfer_encoding",
+            "authorization_",
+            "host_",
+            "x_origin_auth",
+            "my_custom_header",
+        ] {
+            for peer in ["127.0.0.2:1", "127.0.0.3:1"] {
+                let mut h = head("GET", "/", &[("host", "example.com"), (twin, "https")]);
+                let d = forward(&c, peer, &mut h);
+                assert_eq!(d.route, Route::Proxy, "{twin}");
+                let lower = twin.to_ascii_lowercase();
+                assert!(
+                    !h.headers.contains_key(lower.as_str()),
+                    "{twin} from {peer}"
+                );
+                assert_eq!(d.dropped_headers.len(), 1, "{twin} from {peer}");
+            }
+        }
+    }
+
+    #[test]
+    fn allowed_underscores_still_drop_twins_of_headers_origin_gate_owns() {
+        let mut c = cfg();
+        c.allow_underscores = true;
+        for (name, kept) in [
+            ("my_custom_header", true),
+            ("x_wp_nonce", true),
+            ("x_forwarded_proto", false),
+            ("x_forwarded_anything", false),
+            ("cf_connecting_ip", false),
+            ("cf_anything", false),
+            ("true_client_ip", false),
+            ("x_real_ip", false),
+            ("x-real_ip", false),
+            ("client_ip", false),
+            ("front_end_https", false),
+            ("content_length", false),
+            ("content_type", false),
+            ("transfer_encoding", false),
+            ("authorization_", true), // HTTP_AUTHORIZATION_ is another variable
+            ("http2_settings", false),
+            ("proxy", false), // httpoxy: HTTP_PROXY
+            ("proxy_authorization", false),
+            ("cookie_", true),
+            ("x.forwarded.proto", false), // dots are never kept: PHP folds them too
+            ("x.custom", false),
+        ] {
+            let mut h = head("GET", "/", &[("host", "example.com"), (name, "v")]);
+            forward(&c, "127.0.0.3:1", &mut h);
+            let present = h.headers.get(name).is_some_and(|v| v == "v");
+            assert_eq!(present, kept, "{name}");
+        }
+    }
+
+    #[test]
+    fn forgeable_claims_are_dropped_even_from_the_trusted_edge() {
+        let c = cfg();
+        let sent = [
+            ("host", "example.com"),
+            ("client-ip", "6.6.6.6"),
+            ("x-client-ip", "6.6.6.6"),
+            ("x-cluster-client-ip", "6.6.6.6"),
+            ("x-forwarded", "for=6.6.6.6"),
+            ("x-forwarded-server", "evil"),
+            ("x-forwarded-scheme", "https"),
+            ("front-end-https", "on"),
+            ("x-proto", "SSL"),
+            ("x-original-host", "evil.example"),
+            ("proxy", "http://evil.example:3128"),
+            ("cf-connecting-ip", "203.0.113.9"),
+        ];
+        for peer in ["127.0.0.2:1", "127.0.0.3:1"] {
+            let mut h = head("GET", "/", &sent);
+            forward(&c, peer, &mut h);
+            for (n, _) in &sent[1..sent.len() - 1] {
+                assert!(!h.headers.contains_key(*n), "{n} from {peer}");
+            }
+            assert_eq!(
+                h.headers.contains_key("cf-connecting-ip"),
+                peer == "127.0.0.2:1"
+            );
+        }
+    }
+
+    #[test]
+    fn the_edge_forwards_exactly_the_one_address_believed() {
+        let c = cfg();
+        let t = "127.0.0.2:1";
+        // Two different CF-Connecting-IP values: neither is believed, the XFF one is.
+        let mut h = head(
+            "GET",
+            "/",
+            &[
+                ("host", "example.com"),
+                ("cf-connecting-ip", "203.0.113.1"),
+                ("cf-connecting-ip", "198.51.100.1"),
+                ("x-forwarded-for", "192.0.2.44"),
+                ("true-client-ip", "203.0.113.1"),
+            ],
+        );
+        let d = forward(&c, t, &mut h);
+        assert_eq!(d.visitor.client_ip.to_string(), "192.0.2.44");
+        assert_eq!(
+            d.visitor.anomaly,
+            Some(crate::visitor::EdgeAnomaly::ConnectingIpConflict)
+        );
+        let values: Vec<_> = h.headers.get_all("cf-connecting-ip").iter().collect();
+        assert_eq!(values, ["192.0.2.44"]);
+        assert_eq!(h.headers.get_all("true-client-ip").iter().count(), 1);
+        assert_eq!(h.headers["true-client-ip"], "192.0.2.44");
+        // The same value twice is one value.
+        let mut h = head(
+            "GET",
+            "/",
+            &[
+                ("host", "example.com"),
+                ("cf-connecting-ip", "203.0.113.1"),
+                ("cf-connecting-ip", " 203.0.113.1"),
+            ],
+        );
+        let d = forward(&c, t, &mut h);
+        assert_eq!(d.visitor.anomaly, None);
+        assert_eq!(
+            h.headers
+                .get_all("cf-connecting-ip")
+                .iter()
+                .collect::<Vec<_>>(),
+            ["203.0.113.1"]
+        );
+        // Junk is not forwarded verbatim.
+        let mut h = head(
+            "GET",
+            "/",
+            &[("host", "example.com"), ("cf-connecting-ip", "<script>")],
+        );
+        let d = forward(&c, t, &mut h);
+        assert_eq!(
+            d.visitor.anomaly,
+            Some(crate::visitor::EdgeAnomaly::ConnectingIpInvalid)
+        );
+        assert_eq!(h.headers["cf-connecting-ip"], "127.0.0.2");
+        // True-Client-IP that disagrees is flagged and rewritten.
+        let mut h = head(
+            "GET",
+            "/",
+            &[
+                ("host", "example.com"),
+                ("cf-connecting-ip", "203.0.113.1"),
+                ("true-client-ip", "10.0.0.1"),
+                ("cf-visitor", r#"{"scheme":"https"}"#),
+                ("cf-visitor", r#"{"scheme":"http"}"#),
+            ],
+        );
+        let d = forward(&c, t, &mut h);
+        assert_eq!(
+            d.visitor.anomaly,
+            Some(crate::visitor::EdgeAnomaly::TrueClientIpDisagrees)
+        );
+        assert_eq!(h.headers["true-client-ip"], "203.0.113.1");
+        assert_eq!(h.headers.get_all("cf-visitor").iter().count(), 1);
+        assert_eq!(h.headers["cf-visitor"], r#"{"scheme":"https"}"#);
+    }
+
+    #[test]
+    fn acme_exemption_forwards_a_minimal_request_without_query() {
+        let mut c = cfg();
+        c.only_trusted_peers = true;
+        let path = "/.well-known/acme-challenge/abc-DEF_123";
+        let mut h = head(
+            "GET",
+            &format!("{path}?rest_route=/wp/v2/users&_method=DELETE"),
+            &[("host", "example.com")],
+        );
+        let d = forward(&c, "127.0.0.3:1", &mut h);
+        assert_eq!((d.route, status_of(&d)), (Route::Acme, 404));
+        let mut h = head("GET", &format!("{path}?"), &[("host", "example.com")]);
+        assert_eq!(status_of(&forward(&c, "127.0.0.3:1", &mut h)), 404);
+
+        let mut h = head(
+            "GET",
+            path,
+            &[
+                ("host", "example.com"),
+                (
+                    "user-agent",
+                    "Mozilla/5.0 (compatible; Let's Encrypt validation server)",
+                ),
+                ("accept", "*/*"),
+                ("accept-encoding", "gzip"),
+                ("cookie", "wordpress_logged_in_x=admin"),
+                ("authorization", "Basic YTpi"),
+                ("connection", "upgrade"),
+                ("upgrade", "websocket"),
+                ("content-length", "5"),
+                ("x-http-method-override", "DELETE"),
+            ],
+        );
+        let d = forward(&c, "127.0.0.3:1", &mut h);
+        assert!(matches!(
+            d.action,
+            Action::Forward {
+                send_body: false,
+                upgrade: None,
+                ..
+            }
+        ));
+        let mut names: Vec<&str> = h.headers.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "accept",
+                "forwarded",
+                "host",
+                "user-agent",
+                "x-forwarded-for",
+                "x-forwarded-host",
+                "x-forwarded-port",
+                "x-forwarded-proto",
+                "x-real-ip"
+            ]
+        );
+        assert_eq!(h.uri.path_and_query().map(|p| p.as_str()), Some(path));
+        // POST to the challenge path is an ordinary request: lockdown applies.
+        let mut h = head("POST", path, &[("host", "example.com")]);
+        assert_eq!(forward(&c, "127.0.0.3:1", &mut h).route, Route::Lockdown);
+    }
+
+    fn status_of(d: &Decision) -> u16 {
+        match &d.action {
+            Action::Respond { status, .. } | Action::Methods { status } => status.as_u16(),
+            Action::Redirect { status, .. } => status.as_u16(),
+            _ => 0,
+        }
+    }
+
+    #[test]
+    fn only_allowed_upgrades_are_passed_on() {
+        let c = cfg();
+        for (value, want) in [
+            ("websocket", Some("websocket")),
+            ("WebSocket", Some("WebSocket")),
+            ("h2c", None),
+            ("h2c, websocket", Some("websocket")),
+            ("websocket/13, h2c", Some("websocket/13")),
+            ("foo", None),
+            ("", None),
+        ] {
+            let mut h = head(
+                "GET",
+                "/ws",
+                &[
+                    ("host", "example.com"),
+                    ("connection", "Upgrade, HTTP2-Settings"),
+                    ("upgrade", value),
+                    ("http2-settings", "AAMAAABkAAQCAAAAAAIAAAAA"),
+                ],
+            );
+            let d = forward(&c, "127.0.0.3:1", &mut h);
+            let Action::Forward { upgrade, .. } = &d.action else {
+                panic!("{value}: not forwarded");
+            };
+            assert_eq!(
+                upgrade.as_ref().map(|v| v.to_str().unwrap()),
+                want,
+                "{value}"
+            );
+            assert_eq!(h.headers.get("upgrade").map(|v| v.to_str().unwrap()), want);
+            assert_eq!(
+                h.headers.get("connection").is_some(),
+                want.is_some(),
+                "{value}"
+            );
+            assert!(!h.headers.contains_key("http2-settings"));
+        }
+    }
+
+    #[test]
+    fn a_switch_must_answer_what_was_requested() {
+        let ws = HeaderValue::from_static("websocket");
+        let resp = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(UPGRADE, HeaderValue::from_static(v));
+            h
+        };
+        assert!(switch_accepted(Some(&ws), &resp("websocket")));
+        assert!(switch_accepted(Some(&ws), &resp("WebSocket")));
+        assert!(!switch_accepted(Some(&ws), &resp("h2c")));
+        assert!(!switch_accepted(Some(&ws), &resp("websocket, h2c")));
+        assert!(!switch_accepted(None, &resp("h2c")));
+        assert!(!switch_accepted(Some(&ws), &HeaderMap::new()));
+    }
+
+    #[test]
+    fn cookie_crumbs_are_joined() {
+        let c = cfg();
+        let mut h = head(
+            "GET",
+            "/",
+            &[
+                ("host", "example.com"),
+                ("cookie", "a=1"),
+                ("cookie", "wordpress_logged_in_x=y"),
+                ("cookie", "b=2"),
+            ],
+        );
+        forward(&c, "127.0.0.3:1", &mut h);
+        assert_eq!(
+            h.headers.get_all("cookie").iter().collect::<Vec<_>>(),
+            ["a=1; wordpress_logged_in_x=y; b=2"]
+        );
+    }
+
+    #[test]
+    fn hosts_with_bad_ports_or_characters_are_400() {
+        for host in [
+            "example.com:99999",
+            "example.com:abc",
+            "example.com:",
+            "example.com:0",
+            "example.com:080800",
+            "example.com:80:80",
+            "user@example.com",
+            "exa mple.com",
+            "example.com/evil",
+            "example.com%2f",
+            "[::1",
+            "[nothere]",
+            "[::1]x",
+            ":80",
+            "example.com\\x",
+        ] {
+            assert!(!valid_host(host.as_bytes()), "{host}");
+        }
+        for host in [
+            "example.com",
+            "Example.COM:8080",
+            "[2001:db8::1]:443",
+            "[::1]",
+            "127.0.0.1:65535",
+            "my_host.local",
+        ] {
+            assert!(valid_host(host.as_bytes()), "{host}");
+        }
+        let c = cfg();
+        let mut h = head("GET", "/", &[("host", "example.com:99999")]);
+        assert_eq!(forward(&c, "127.0.0.3:1", &mut h).route, Route::BadRequest);
+    }
+
+    #[test]
+    fn asterisk_trace_connect_backslash_and_oversized_heads() {
+        let c = cfg();
+        let mut h = head("OPTIONS", "*", &[("host", "example.com")]);
+        let d = forward(&c, "127.0.0.3:1", &mut h);
+        assert_eq!((d.route, status_of(&d)), (Route::Options, 200));
+        for m in ["TRACE", "CONNECT"] {
+            let uri = if m == "CONNECT" {
+                "example.com:443"
+            } else {
+                "/"
+            };
+            let mut h = head(m, uri, &[("host", "example.com")]);
+            let d = forward(&c, "127.0.0.3:1", &mut h);
+            assert_eq!(
+                (d.route, status_of(&d)),
+                (Route::MethodNotAllowed, 405),
+                "{m}"
+            );
+        }
+        for path in ["/wp-admin\\..\\x", "/a%5cb", "/a%5Cb", "/a%00.php"] {
+            let mut h = head("GET", path, &[("host", "example.com")]);
+            let d = forward(&c, "127.0.0.3:1", &mut h);
+            assert_eq!((d.route, status_of(&d)), (Route::BadRequest, 400), "{path}");
+        }
+        let big = "x".repeat(70 * 1024);
+        let mut h = head("GET", "/", &[("host", "example.com"), ("x-big", &big)]);
+        assert_eq!(status_of(&forward(&c, "127.0.0.3:1", &mut h)), 431);
+        let fits = "x".repeat(65536 - 200);
+        let mut h = head("GET", "/", &[("host", "example.com"), ("x-big", &fits)]);
+        assert_eq!(forward(&c, "127.0.0.3:1", &mut h).route, Route::Proxy);
+        let many: Vec<(String, String)> = (0..101)
+            .map(|i| (format!("x-h{i}"), "1".to_string()))
+            .collect();
+        let refs: Vec<(&str, &str)> = many.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let mut h = head("GET", "/", &refs);
+        assert_eq!(status_of(&forward(&c, "127.0.0.3:1", &mut h)), 431);
     }
 }

@@ -60,7 +60,8 @@ pub fn text_response(status: StatusCode, message: &str) -> Response<ProxyBody> {
 /// The request body on its way to the backend, counted for the access log's `bytes_in`, and cut
 /// off with an error past `[[limits.body]]` (the request then ends as 413).
 pub struct CountedBody {
-    inner: Incoming,
+    /// `None`: no body is passed on (the ACME exemption), whatever the visitor sent.
+    inner: Option<Incoming>,
     count: Arc<AtomicU64>,
     limit: Option<u64>,
     state: Arc<BodyState>,
@@ -95,7 +96,10 @@ impl Body for CountedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(inner).poll_frame(cx);
         if let Some(len) = data_len(&polled) {
             let total = this.count.fetch_add(len, Ordering::Relaxed) + len;
             if this.limit.is_some_and(|max| total > max) {
@@ -112,11 +116,13 @@ impl Body for CountedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }
 
@@ -220,6 +226,13 @@ pub async fn handle(
         referer: header_string(&parts.headers, REFERER),
     };
     diagnose_request(&shared, &conn, &decision, &seen, &runtime);
+    if !decision.dropped_headers.is_empty() {
+        shared
+            .metrics
+            .dropped_request_headers
+            .inc_by(decision.dropped_headers.len() as u64);
+        debug!(peer = %conn.peer, names = ?decision.dropped_headers, "dropped request headers whose names are not letters, digits and hyphens (PHP would fold them onto other headers; limits.allow_underscores_in_headers)");
+    }
 
     let response = match &decision.action {
         Action::Respond { status, message } => {
@@ -244,6 +257,23 @@ pub async fn handle(
             }
             resp
         }
+        Action::Methods { status } => {
+            let message = if *status == StatusCode::OK {
+                ""
+            } else {
+                "Method not allowed."
+            };
+            let mut resp = text_response(*status, message);
+            if message.is_empty() {
+                *resp.body_mut() = full(Bytes::new());
+                resp.headers_mut().remove(CONTENT_TYPE);
+            }
+            resp.headers_mut().insert(
+                http::header::ALLOW,
+                HeaderValue::from_static(pipeline::ALLOWED_METHODS),
+            );
+            resp
+        }
         Action::Redirect { status, location } => {
             let mut resp = text_response(*status, "Moved to https.");
             resp.headers_mut().insert(LOCATION, location.clone());
@@ -258,6 +288,7 @@ pub async fn handle(
             upgrade,
             auth,
             body_limit,
+            send_body,
         } => {
             let denied = match auth.and_then(|i| pipeline_cfg.access.get(i)) {
                 Some(rule) => check_basic_auth(rule, &mut parts.headers, &mut record).await,
@@ -282,7 +313,7 @@ pub async fn handle(
             } else {
                 let body_state = Arc::new(BodyState::default());
                 let body = CountedBody {
-                    inner: body,
+                    inner: send_body.then_some(body),
                     count: record.bytes_in.clone(),
                     limit: *body_limit,
                     state: body_state.clone(),
@@ -291,6 +322,31 @@ pub async fn handle(
                 let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
                 let sent = Instant::now();
                 match upstream.send(*upstream_choice, req).await {
+                    Ok(resp)
+                        if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+                            && !pipeline::switch_accepted(upgrade.as_ref(), resp.headers()) =>
+                    {
+                        record.upstream = Some(sent.elapsed());
+                        record.upstream_status = Some(101);
+                        record.upstream_error = Some("unrequested_upgrade");
+                        shared.metrics.upstream_error("unrequested_upgrade");
+                        if let Some(n) = shared.diag.allow("unrequested-upgrade") {
+                            warn!(
+                                switched_to = ?resp.headers().get(http::header::UPGRADE),
+                                requested = ?upgrade,
+                                occurrences = n,
+                                "the backend answered 101 Switching Protocols to a protocol that was not requested; refused with 502 and the connection closed (a raw tunnel would bypass every access rule)"
+                            );
+                        }
+                        drop(resp);
+                        let mut resp = text_response(
+                            StatusCode::BAD_GATEWAY,
+                            status_message(StatusCode::BAD_GATEWAY),
+                        );
+                        resp.headers_mut()
+                            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                        resp
+                    }
                     Ok(mut resp) => {
                         record.upstream = Some(sent.elapsed());
                         record.upstream_status = Some(resp.status().as_u16());
@@ -301,6 +357,10 @@ pub async fn handle(
                             }
                         }
                         let (mut head, body) = resp.into_parts();
+                        // A proxy answers with its own HTTP version (RFC 9110 §6.2): an
+                        // HTTP/1.0 backend must not turn the visitor's keep-alive connection
+                        // into HTTP/1.0 and close it.
+                        head.version = Version::HTTP_11;
                         pipeline::rewrite_response(
                             pipeline_cfg,
                             &decision,
@@ -399,6 +459,17 @@ fn diagnose_request(
     seen: &Incoming0,
     runtime: &Runtime,
 ) {
+    if let Some(anomaly) = decision.visitor.anomaly {
+        if let Some(n) = shared.diag.allow("edge-anomaly") {
+            warn!(
+                peer = %conn.peer.ip(),
+                anomaly = anomaly.as_str(),
+                believed = %decision.visitor.client_ip,
+                occurrences = n,
+                "suspicious client-address headers from a trusted peer: Cloudflare sends exactly one CF-Connecting-IP holding one address. Only the address origin-gate believed is passed on; look for a Worker, Transform Rule or second proxy that adds these headers"
+            );
+        }
+    }
     if !seen.cloudflare_headers {
         return;
     }
@@ -493,22 +564,95 @@ fn log_acme(record: &RequestRecord, status: StatusCode, answered_by: &str) {
     }
 }
 
+/// The largest challenge file served: a key authorization is token + "." + a 43-character
+/// thumbprint, under 300 bytes (RFC 8555 §8.1); anything bigger is not a challenge.
+const ACME_FILE_MAX: u64 = 4096;
+
 /// Serves `DIR/.well-known/acme-challenge/<token>` (the token is base64url only, checked by the
-/// pipeline, so the path cannot leave the directory).
+/// pipeline, so the name cannot leave the directory). The webroot is usually WordPress's own
+/// document root, writable by PHP: only a regular file of at most 4 KiB that really lies in
+/// that directory is served — no symbolic link is followed (one planted there served
+/// `/etc/passwd`), no FIFO or device is opened, no hard-to-bound read happens.
 async fn serve_acme_file(dir: &std::path::Path, token: &str) -> Response<ProxyBody> {
-    let path = dir.join(".well-known").join("acme-challenge").join(token);
-    match tokio::fs::read(&path).await {
-        Ok(bytes) => {
+    let dir = dir.to_path_buf();
+    let token = token.to_string();
+    let read = tokio::task::spawn_blocking(move || read_acme_file(&dir, &token)).await;
+    match read {
+        Ok(Ok(bytes)) => {
             let mut resp = Response::new(full(bytes));
             resp.headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
             resp
         }
-        Err(e) => {
-            debug!(path = %path.display(), error = %e, "ACME token file not readable");
+        Ok(Err(reason)) => {
+            debug!(reason, "ACME token file not served");
             text_response(StatusCode::NOT_FOUND, "No such ACME challenge token.")
         }
+        Err(_) => text_response(StatusCode::NOT_FOUND, "No such ACME challenge token."),
     }
+}
+
+fn read_acme_file(dir: &std::path::Path, token: &str) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let base = std::fs::canonicalize(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let expected = base.join(".well-known").join("acme-challenge").join(token);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        // The last component must not be a link; O_NONBLOCK keeps a FIFO from hanging the open.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&expected)
+        .map_err(|e| format!("{}: {e}", expected.display()))?;
+    // The directories on the way must not be links either: the kernel's own record of what was
+    // opened has to be exactly the expected path (no race between a check and the open).
+    {
+        use std::os::fd::AsRawFd;
+        let opened = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        match opened {
+            Ok(real) if real == expected => {}
+            Ok(real) => {
+                return Err(format!(
+                    "{} resolves to {} (a symbolic link on the way); refused",
+                    expected.display(),
+                    real.display()
+                ))
+            }
+            // No /proc: fall back to checking each directory on the way.
+            Err(_) => {
+                for d in [
+                    base.join(".well-known"),
+                    base.join(".well-known/acme-challenge"),
+                ] {
+                    let meta = std::fs::symlink_metadata(&d).map_err(|e| e.to_string())?;
+                    if !meta.is_dir() {
+                        return Err(format!("{} is not a plain directory", d.display()));
+                    }
+                }
+            }
+        }
+    }
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a regular file", expected.display()));
+    }
+    if meta.len() > ACME_FILE_MAX {
+        return Err(format!(
+            "{} has {} bytes; a challenge response is under {ACME_FILE_MAX}",
+            expected.display(),
+            meta.len()
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(ACME_FILE_MAX + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > ACME_FILE_MAX {
+        return Err(format!(
+            "{} grew past {ACME_FILE_MAX} bytes",
+            expected.display()
+        ));
+    }
+    Ok(bytes)
 }
 
 /// Runs the Basic-auth check of an access rule. `None`: let the request through (with

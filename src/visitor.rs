@@ -51,13 +51,39 @@ pub struct Visitor {
     pub scheme: Scheme,
     /// Whether the direct peer is trusted (its forwarding headers were believed).
     pub trusted_peer: bool,
+    /// The trusted edge sent client-address headers that do not add up: logged as suspicious.
+    pub anomaly: Option<EdgeAnomaly>,
+}
+
+/// Edge headers from a trusted peer that Cloudflare itself never sends that way. Cloudflare sets
+/// exactly one `CF-Connecting-IP` holding one address; anything else came from somewhere in
+/// between (a Worker, a misconfigured second proxy) and is not believed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EdgeAnomaly {
+    /// More than one `CF-Connecting-IP` value, and they differ.
+    ConnectingIpConflict,
+    /// A `CF-Connecting-IP` that is not an IP address.
+    ConnectingIpInvalid,
+    /// `True-Client-IP` names another address than the one believed.
+    TrueClientIpDisagrees,
+}
+
+impl EdgeAnomaly {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EdgeAnomaly::ConnectingIpConflict => "several different CF-Connecting-IP values",
+            EdgeAnomaly::ConnectingIpInvalid => "a CF-Connecting-IP that is not an IP address",
+            EdgeAnomaly::TrueClientIpDisagrees => "True-Client-IP differs from CF-Connecting-IP",
+        }
+    }
 }
 
 /// Resolves the visitor.
 ///
-/// Trusted peer: client IP = `CF-Connecting-IP` if it parses, else the right-most
-/// `X-Forwarded-For` entry that is not itself trusted, else the peer; scheme = `CF-Visitor`, else
-/// the first `X-Forwarded-Proto` value (`http`/`https` only), else the listener's.
+/// Trusted peer: client IP = `CF-Connecting-IP` if there is exactly one address in it (repeats of
+/// the same address count as one), else the right-most `X-Forwarded-For` entry that is not itself
+/// trusted, else the peer; scheme = `CF-Visitor`, else the first `X-Forwarded-Proto` value
+/// (`http`/`https` only), else the listener's.
 /// Untrusted peer: the peer and the listener's scheme; its headers are not even read.
 pub fn resolve(
     peer: IpAddr,
@@ -72,13 +98,32 @@ pub fn resolve(
             client_ip: peer,
             scheme: listener,
             trusted_peer: false,
+            anomaly: None,
         };
     }
-    let client_ip = header_str(headers, "cf-connecting-ip")
-        .and_then(|v| v.trim().parse::<IpAddr>().ok())
-        .map(canonical)
+    let mut anomaly = None;
+    let connecting = match single_ip(headers, "cf-connecting-ip") {
+        Ok(ip) => ip,
+        Err(a) => {
+            anomaly = Some(a);
+            None
+        }
+    };
+    let client_ip = connecting
         .or_else(|| rightmost_untrusted_xff(headers, trusted))
         .unwrap_or(peer);
+    if anomaly.is_none() {
+        let true_client = headers.get_all("true-client-ip").iter().any(|v| {
+            std::str::from_utf8(v.as_bytes())
+                .ok()
+                .and_then(|s| s.trim().parse::<IpAddr>().ok())
+                .map(canonical)
+                != Some(client_ip)
+        });
+        if true_client {
+            anomaly = Some(EdgeAnomaly::TrueClientIpDisagrees);
+        }
+    }
     let scheme = header_str(headers, "cf-visitor")
         .and_then(cf_visitor_scheme)
         .or_else(|| header_str(headers, "x-forwarded-proto").and_then(forwarded_proto))
@@ -87,7 +132,26 @@ pub fn resolve(
         client_ip,
         scheme,
         trusted_peer: true,
+        anomaly,
     }
+}
+
+/// The one address a single-valued address header carries: `Ok(None)` when absent, an anomaly
+/// when values differ or do not parse.
+fn single_ip(headers: &HeaderMap, name: &str) -> Result<Option<IpAddr>, EdgeAnomaly> {
+    let mut found: Option<IpAddr> = None;
+    for v in headers.get_all(name) {
+        let ip = std::str::from_utf8(v.as_bytes())
+            .ok()
+            .and_then(|s| s.trim().parse::<IpAddr>().ok())
+            .map(canonical)
+            .ok_or(EdgeAnomaly::ConnectingIpInvalid)?;
+        match found {
+            Some(prev) if prev != ip => return Err(EdgeAnomaly::ConnectingIpConflict),
+            _ => found = Some(ip),
+        }
+    }
+    Ok(found)
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -173,6 +173,10 @@ pub struct Limits {
     pub body: Vec<BodyLimit>,
     pub header_read_timeout: Duration,
     pub max_connections: usize,
+    /// Keep request header names with `_` (except twins of headers origin-gate owns).
+    pub allow_underscores_in_headers: bool,
+    /// Lower-case protocol names an `Upgrade` may ask for (default `["websocket"]`).
+    pub upgrade_protocols: Vec<String>,
 }
 
 /// `[log]` beyond the level.
@@ -674,6 +678,8 @@ impl Validator<'_> {
                 (1, 1_000_000),
                 10_000,
             ),
+            allow_underscores_in_headers: raw.limits.allow_underscores_in_headers.unwrap_or(false),
+            upgrade_protocols: self.upgrade_protocols(raw.limits.upgrade_protocols.as_ref()),
         };
         let shutdown_grace = self.duration(
             raw.shutdown.grace.as_ref(),
@@ -886,6 +892,39 @@ impl Validator<'_> {
             deny,
             pass_authorization: r.pass_authorization.unwrap_or(false),
         })
+    }
+
+    fn upgrade_protocols(&mut self, raw: Option<&TextList>) -> Vec<String> {
+        let Some(list) = raw else {
+            return vec!["websocket".into()];
+        };
+        let mut out = Vec::new();
+        for item in list.get_ref() {
+            let name = item.get_ref().trim().to_ascii_lowercase();
+            if name == "h2c" {
+                self.problem(
+                    item,
+                    "limits.upgrade_protocols",
+                    "\"h2c\" would let every later request on the connection bypass the access rules (h2c smuggling); remove it — HTTP/2 reaches origin-gate over TLS instead".into(),
+                );
+            } else if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+            {
+                self.problem(
+                    item,
+                    "limits.upgrade_protocols",
+                    format!(
+                        "{:?} is not a protocol name; write it like \"websocket\"",
+                        item.get_ref()
+                    ),
+                );
+            } else {
+                out.push(name);
+            }
+        }
+        out
     }
 
     fn server_names(&mut self, raw: Option<&TextList>) -> Vec<String> {

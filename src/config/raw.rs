@@ -120,6 +120,8 @@ pub struct RawLimits {
     pub body: Vec<Spanned<RawBodyLimit>>,
     pub header_read_timeout: Option<Text>,
     pub max_connections: Option<Spanned<i64>>,
+    pub allow_underscores_in_headers: Option<bool>,
+    pub upgrade_protocols: Option<TextList>,
 }
 
 #[derive(Debug, Default, Deserialize)]
