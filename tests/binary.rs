@@ -155,6 +155,8 @@ fn the_example_config_in_deploy_loads() {
     let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.listen.http.len(), 2);
     assert_eq!(config.backend.connect_timeout, Duration::from_secs(5));
+    assert!(!config.limits.allow_underscores_in_headers);
+    assert_eq!(config.limits.upgrade_protocols, ["websocket"]);
 }
 
 #[test]

@@ -1022,6 +1022,18 @@ mod tests {
     }
 
     #[test]
+    fn h2c_and_junk_upgrade_protocols_are_refused_with_a_fix() {
+        let text = "[backend]\nurl = \"http://127.0.0.1:8080\"\n[limits]\nupgrade_protocols = [\"websocket\", \"h2c\", \"a b\"]\n";
+        let Err(e) = Config::parse(text, Source::File("og.toml".into())) else {
+            panic!("accepted h2c");
+        };
+        let lines: Vec<String> = e.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].starts_with("og.toml:4:35 limits.upgrade_protocols: \"h2c\" would let"));
+        assert!(lines[1].contains("\"a b\" is not a protocol name"));
+    }
+
+    #[test]
     fn embedded_default_is_valid_and_uses_echo() {
         let c = Config::embedded_default().map_err(|e| e.to_string());
         let c = c.as_ref().map(|c| &c.backend.target);

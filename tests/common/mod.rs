@@ -2,6 +2,8 @@
 //! HTTP/TLS clients that can bind their source address (127.0.0.2 trusted vs 127.0.0.3 not).
 #![allow(dead_code)]
 
+pub mod raw_backend;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
