@@ -34,6 +34,16 @@ pub fn run(path: &Path) -> Result<Vec<String>, Vec<Problem>> {
         prepared.pipeline.trusted.len(),
         crate::trust::CLOUDFLARE_LIST_DATE
     ));
+    if let Some(e) = &config.trust.edge {
+        report.push(format!(
+            "edge secret: peers in the trusted ranges must send {} (secret from {})",
+            e.header,
+            e.file.display()
+        ));
+    }
+    if let Some(warning) = prepared.proof_warning() {
+        report.push(format!("WARN {warning}"));
+    }
     if let Some(store) = &prepared.certs {
         let set = store.current();
         for e in &set.entries {

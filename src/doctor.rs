@@ -91,7 +91,24 @@ pub async fn run(path: &Path) -> Vec<Check> {
     out.extend(certificates(&config, &runtime));
     out.extend(acme(&config).await);
     out.push(trusted_ranges(&config, &runtime));
+    out.push(zone_proof(&config, &runtime));
     out
+}
+
+/// Is "from Cloudflare" also "from my zone"? The edge secret, an own AOP CA, or the warning.
+fn zone_proof(config: &Config, runtime: &Runtime) -> Check {
+    if let Some(e) = &config.trust.edge {
+        return Check::Pass(format!(
+            "edge secret configured: peers in the trusted ranges must send {} (secret file {}; a changed secret is reloaded, the previous one accepted for {})",
+            e.header,
+            e.file.display(),
+            humantime::format_duration(e.overlap)
+        ));
+    }
+    match runtime.proof_warning() {
+        Some(w) => Check::Warn(w),
+        None => Check::Pass("no edge secret configured (trust.edge_header); nothing relies on the client IP, or your own AOP CA proves the zone".into()),
+    }
 }
 
 /// `0.0.0.0` / `[::]` listeners are probed on loopback.

@@ -144,6 +144,8 @@ pub enum NameVerdict {
     Forgeable,
     /// An edge header (`CF-*`, `True-Client-IP`) from a peer that is not the trusted edge.
     EdgeOnly,
+    /// `trust.edge_header`: the secret stops here, from every peer.
+    EdgeSecret,
 }
 
 /// Classifies one header name. `allow_underscores` keeps `_` names whose CGI name collides with
@@ -155,6 +157,9 @@ pub fn name_verdict(
     edge_header: Option<&HeaderName>,
 ) -> NameVerdict {
     let n = name.as_str();
+    if edge_header == Some(name) {
+        return NameVerdict::EdgeSecret;
+    }
     let bytes = n.as_bytes();
     if !bytes
         .iter()
@@ -195,7 +200,9 @@ pub fn sanitize(
                 out.invalid_names.push(name.clone());
                 doomed.push(name.clone());
             }
-            NameVerdict::Forgeable | NameVerdict::EdgeOnly => doomed.push(name.clone()),
+            NameVerdict::Forgeable | NameVerdict::EdgeOnly | NameVerdict::EdgeSecret => {
+                doomed.push(name.clone())
+            }
         }
     }
     for name in doomed {

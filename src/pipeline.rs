@@ -26,7 +26,7 @@ use http::{HeaderMap, Method, StatusCode, Version};
 use crate::access::{self, AccessRule, AcmePath};
 use crate::config::{AcmeMode, BodyLimit, Config};
 use crate::forwarded::{self, host_name};
-use crate::trust::TrustedRanges;
+use crate::trust::{EdgeSecret, TrustedRanges};
 use crate::visitor::{self, Scheme, Visitor};
 
 /// The path prefix of ACME HTTP-01 challenges (RFC 8555 §8.3).
@@ -56,6 +56,8 @@ pub struct PipelineConfig {
     /// the protocol (hyper's read buffer is not the head limit).
     pub max_header_bytes: usize,
     pub max_headers: usize,
+    /// `trust.edge_header` + secret: required, on top of the ranges, for a peer to be trusted.
+    pub edge: Option<EdgeSecret>,
 }
 
 impl PipelineConfig {
@@ -76,6 +78,8 @@ impl PipelineConfig {
             upgrade_protocols: config.limits.upgrade_protocols.clone(),
             max_header_bytes: config.limits.max_header_bytes,
             max_headers: config.limits.max_headers,
+            // Filled in by the runtime, which reads the secret file.
+            edge: None,
         }
     }
 }
@@ -116,13 +120,21 @@ impl ConnContext {
 }
 
 impl PipelineConfig {
-    /// May this connection's peer speak for the visitor? Its address is in a trusted range and,
-    /// with `trust.require_client_cert`, it proved itself with a client certificate
-    /// (Authenticated Origin Pulls) — address lists alone can be stale. Decided per request, so
-    /// a reloaded range list applies to open keep-alive connections too.
-    pub fn peer_trusted(&self, conn: &ConnContext) -> bool {
+    /// Is this connection's peer in the trusted ranges and, with `trust.require_client_cert`,
+    /// did it prove itself with a client certificate (Authenticated Origin Pulls)? Decided per
+    /// request, so a reloaded range list applies to open keep-alive connections too.
+    pub fn peer_in_ranges(&self, conn: &ConnContext) -> bool {
         let verified = conn.tls.as_ref().is_some_and(|t| t.client_cert_verified);
         self.trusted.contains(conn.peer.ip()) && (!self.require_client_cert || verified)
+    }
+
+    /// May this request's peer speak for the visitor? In the ranges (see [`peer_in_ranges`]) and,
+    /// with an edge secret configured, presenting it: the ranges and the zone-level AOP
+    /// certificate are shared by every Cloudflare account, the secret is the owner's alone.
+    ///
+    /// [`peer_in_ranges`]: PipelineConfig::peer_in_ranges
+    pub fn peer_trusted(&self, conn: &ConnContext, headers: &HeaderMap) -> bool {
+        self.peer_in_ranges(conn) && self.edge.as_ref().is_none_or(|e| e.admits(headers))
     }
 }
 
@@ -216,6 +228,9 @@ pub struct Decision {
     /// Request header names dropped as invalid (underscores, dots, …), for the metric and the
     /// debug line. Empty (no allocation) on ordinary requests.
     pub dropped_headers: Vec<http::HeaderName>,
+    /// The peer is in the trusted ranges but did not present the edge secret: another
+    /// Cloudflare account's zone, or the owner's Transform Rule is missing.
+    pub edge_secret_missing: bool,
 }
 
 /// The methods origin-gate passes to WordPress, for `Allow` (RFC 9110 §10.2.1).
@@ -223,7 +238,8 @@ pub const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 
 /// Decides what to do with a request head, rewriting its headers in place for forwarding.
 pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Decision {
-    let peer_trusted = cfg.peer_trusted(conn);
+    let in_ranges = cfg.peer_in_ranges(conn);
+    let peer_trusted = in_ranges && cfg.edge.as_ref().is_none_or(|e| e.admits(&req.headers));
     let visitor = visitor::resolve(
         conn.peer.ip(),
         peer_trusted,
@@ -234,15 +250,21 @@ pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Deci
     // Straight after the visitor was read from them, and before anything else looks at the
     // head: names PHP would fold onto another header, claims nobody may make, and edge headers
     // from a peer that is not the edge all go.
-    let dropped_headers =
-        forwarded::sanitize(&mut req.headers, peer_trusted, cfg.allow_underscores, None)
-            .invalid_names;
+    let edge_header = cfg.edge.as_ref().map(|e| &e.header);
+    let dropped_headers = forwarded::sanitize(
+        &mut req.headers,
+        peer_trusted,
+        cfg.allow_underscores,
+        edge_header,
+    )
+    .invalid_names;
     let decision = |host, route, action| Decision {
         visitor,
         host,
         route,
         action,
         dropped_headers: dropped_headers.clone(),
+        edge_secret_missing: in_ranges && !peer_trusted,
     };
     let respond =
         |host, route, status, message| decision(host, route, Action::Respond { status, message });
@@ -776,6 +798,7 @@ mod tests {
             upgrade_protocols: vec!["websocket".into()],
             max_header_bytes: 65536,
             max_headers: 100,
+            edge: None,
         }
     }
 
@@ -792,8 +815,8 @@ mod tests {
     #[test]
     fn mapped_ipv4_peer_is_trusted_like_ipv4() {
         let c = cfg();
-        assert!(c.peer_trusted(&conn("[::ffff:127.0.0.2]:1", Scheme::Http, &c)));
-        assert!(!c.peer_trusted(&conn("[::ffff:127.0.0.3]:1", Scheme::Http, &c)));
+        assert!(c.peer_in_ranges(&conn("[::ffff:127.0.0.2]:1", Scheme::Http, &c)));
+        assert!(!c.peer_in_ranges(&conn("[::ffff:127.0.0.3]:1", Scheme::Http, &c)));
         let mut h = head(
             "GET",
             "/",
@@ -821,7 +844,7 @@ mod tests {
             client_cert_verified: true,
             ..TlsInfo::default()
         };
-        let t = |peer, scheme, tls| c.peer_trusted(&ConnContext::new(peer, local, scheme, tls));
+        let t = |peer, scheme, tls| c.peer_in_ranges(&ConnContext::new(peer, local, scheme, tls));
         assert!(t(peer, Scheme::Https, Some(verified.clone())));
         assert!(!t(peer, Scheme::Https, Some(TlsInfo::default())));
         assert!(!t(peer, Scheme::Http, None));

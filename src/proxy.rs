@@ -470,6 +470,15 @@ fn diagnose_request(
             );
         }
     }
+    if decision.edge_secret_missing {
+        if let Some(n) = shared.diag.allow("edge-secret-missing") {
+            warn!(
+                peer = %conn.peer.ip(),
+                occurrences = n,
+                "a peer in the trusted ranges did not present the edge secret (trust.edge_header): another Cloudflare account's zone pointed at this origin, or your Transform Rule is missing or sends an old secret; its forwarding headers were not believed"
+            );
+        }
+    }
     if !seen.cloudflare_headers {
         return;
     }

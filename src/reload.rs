@@ -32,6 +32,8 @@ pub struct ReloadOutcome {
     pub ranges_refused: bool,
     pub htpasswd_reloaded: usize,
     pub htpasswd_refused: usize,
+    pub edge_reloaded: bool,
+    pub edge_refused: bool,
 }
 
 /// A handle that reloads the running server.
@@ -161,31 +163,60 @@ impl Reloader {
                 }
             }
         }
-        if runtime.config.trust.ranges_file.is_some() {
-            match TrustedRanges::from_config(&runtime.config.trust) {
-                Ok(ranges) if ranges != runtime.pipeline.trusted => {
-                    let count = ranges.len();
-                    // Swap only if nobody swapped a whole new configuration in meanwhile.
-                    let next = Arc::new(runtime.with_trusted(ranges));
-                    let prev = self.shared.runtime.compare_and_swap(&runtime, next);
-                    if Arc::ptr_eq(&prev, &runtime) {
-                        info!(ranges = count, "trusted ranges reloaded");
-                        outcome.ranges_reloaded = true;
+        match runtime.with_edge_reread(std::time::Instant::now()) {
+            Ok(Some(next)) => {
+                let rotated = next.edge.as_ref().map(|e| e.current)
+                    != runtime.edge.as_ref().map(|e| e.current);
+                let next = Arc::new(next);
+                let prev = self.shared.runtime.compare_and_swap(&runtime, next.clone());
+                if Arc::ptr_eq(&prev, &runtime) {
+                    if rotated {
+                        info!(overlap = ?runtime.config.trust.edge.as_ref().map(|e| e.overlap), "edge secret changed: the new one is in force, the previous one is still accepted for the overlap");
+                    } else {
+                        info!("edge secret overlap over: only the current secret is accepted");
                     }
+                    outcome.edge_reloaded = true;
                 }
-                Ok(_) => {}
-                Err(problems) => {
-                    for p in problems {
-                        error!(
-                            "trusted ranges not reloaded, the last good list stays in force: {p}"
-                        );
-                    }
-                    outcome.ranges_refused = true;
-                }
+                return outcome_with_ranges(self, next, outcome);
+            }
+            Ok(None) => {}
+            Err(p) => {
+                error!("edge secret not reloaded, the secrets in force stay: {p}");
+                outcome.edge_refused = true;
             }
         }
-        outcome
+        outcome_with_ranges(self, runtime, outcome)
     }
+}
+
+/// The trusted-range file part of a file reload, on top of `runtime`.
+fn outcome_with_ranges(
+    this: &Reloader,
+    runtime: Arc<Runtime>,
+    mut outcome: ReloadOutcome,
+) -> ReloadOutcome {
+    if runtime.config.trust.ranges_file.is_some() {
+        match TrustedRanges::from_config(&runtime.config.trust) {
+            Ok(ranges) if ranges != runtime.pipeline.trusted => {
+                let count = ranges.len();
+                // Swap only if nobody swapped a whole new configuration in meanwhile.
+                let next = Arc::new(runtime.with_trusted(ranges));
+                let prev = this.shared.runtime.compare_and_swap(&runtime, next);
+                if Arc::ptr_eq(&prev, &runtime) {
+                    info!(ranges = count, "trusted ranges reloaded");
+                    outcome.ranges_reloaded = true;
+                }
+            }
+            Ok(_) => {}
+            Err(problems) => {
+                for p in problems {
+                    error!("trusted ranges not reloaded, the last good list stays in force: {p}");
+                }
+                outcome.ranges_refused = true;
+            }
+        }
+    }
+    outcome
 }
 
 /// Settings that only take effect at start.

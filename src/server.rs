@@ -277,6 +277,12 @@ fn log_startup(runtime: &Runtime) {
         cloudflare_list_date = CLOUDFLARE_LIST_DATE,
         "trusted proxy ranges loaded"
     );
+    if let Some(e) = &config.trust.edge {
+        info!(header = %e.header, file = %e.file.display(), "edge secret required from peers in the trusted ranges");
+    }
+    if let Some(warning) = runtime.proof_warning() {
+        warn!("{warning}");
+    }
     if config.trust.cloudflare {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

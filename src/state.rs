@@ -4,6 +4,7 @@
 //! half of one configuration and half of another.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use tokio_rustls::TlsAcceptor;
@@ -16,7 +17,7 @@ use crate::htpasswd::HtpasswdFile;
 use crate::metrics::Metrics;
 use crate::pipeline::PipelineConfig;
 use crate::tls::{self, CertStore};
-use crate::trust::TrustedRanges;
+use crate::trust::{self as trust_mod, EdgeSecret, TrustedRanges};
 use crate::upstream::Upstream;
 
 /// Everything derived from one configuration.
@@ -31,6 +32,45 @@ pub struct Runtime {
     pub certs: Option<Arc<CertStore>>,
     pub tls: Option<TlsAcceptor>,
     pub htpasswd: Vec<Arc<HtpasswdFile>>,
+    /// The edge secrets in force (`trust.edge_secret_file`), with the rotation overlap.
+    pub edge: Option<EdgeState>,
+}
+
+/// The current edge secret and, for `trust.edge_secret_overlap` after it changed, the previous
+/// one: Cloudflare takes a moment to roll a changed Transform Rule out to every edge, and a
+/// request from an edge that still sends the old secret must not be refused meanwhile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeState {
+    pub current: [u8; 32],
+    pub previous: Option<([u8; 32], Instant)>,
+}
+
+impl EdgeState {
+    /// The state after reading the secret file again at `now`.
+    pub fn next(
+        old: Option<&EdgeState>,
+        current: [u8; 32],
+        overlap: Duration,
+        now: Instant,
+    ) -> EdgeState {
+        let previous = match old {
+            Some(old) if old.current != current => Some((old.current, now + overlap)),
+            Some(old) => old.previous.filter(|(_, until)| *until > now),
+            None => None,
+        };
+        EdgeState { current, previous }
+    }
+
+    /// The secrets to accept now.
+    pub fn accepted(&self, now: Instant) -> Vec<[u8; 32]> {
+        let mut out = vec![self.current];
+        out.extend(
+            self.previous
+                .filter(|(_, until)| *until > now)
+                .map(|(s, _)| s),
+        );
+        out
+    }
 }
 
 /// What connections and requests share: the current runtime, swapped whole on reload, and the
@@ -111,19 +151,85 @@ impl Runtime {
             },
             _ => None,
         };
+        let now = Instant::now();
+        let edge = match &config.trust.edge {
+            None => None,
+            Some(e) => match trust_mod::load_edge_secret(e) {
+                Ok(hash) => Some(EdgeState::next(
+                    previous.and_then(|p| p.edge.as_ref()),
+                    hash,
+                    e.overlap,
+                    now,
+                )),
+                Err(p) => {
+                    problems.push(p);
+                    None
+                }
+            },
+        };
         let (true, Some(upstream)) = (problems.is_empty(), upstream) else {
             return Err(problems);
         };
         static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let mut pipeline = PipelineConfig::new(&config, trusted, access);
+        pipeline.edge = edge_secret(&config, edge.as_ref(), now);
         Ok(Runtime {
             generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            pipeline: PipelineConfig::new(&config, trusted, access),
+            pipeline,
             config,
             upstream,
             certs,
             tls: tls_acceptor,
             htpasswd,
+            edge,
         })
+    }
+
+    /// The warning `check` and the start-up log give when IP allow/deny lists or lockdown rest on
+    /// Cloudflare's address ranges alone. Those ranges — and Cloudflare's zone-level origin-pull
+    /// certificate — are shared by every Cloudflare account: anyone can point a zone at this
+    /// origin and choose `CF-Connecting-IP` from a Worker. `None` when there is another proof.
+    pub fn proof_warning(&self) -> Option<String> {
+        let c = &self.config;
+        let ip_rules = c
+            .access
+            .iter()
+            .any(|r| !r.allow.is_empty() || !r.deny.is_empty());
+        if !c.trust.cloudflare || !(ip_rules || c.trust.only_trusted_peers) {
+            return None;
+        }
+        let own_aop = c.trust.require_client_cert
+            && c.tls
+                .client_ca
+                .as_deref()
+                .is_some_and(|ca| !tls::is_cloudflare_shared_ca(ca));
+        if c.trust.edge.is_some() || own_aop {
+            return None;
+        }
+        let what = match (ip_rules, c.trust.only_trusted_peers) {
+            (true, true) => "[[access]] IP allow/deny lists and trust.only_trusted_peers rely",
+            (true, false) => "[[access]] IP allow/deny lists rely",
+            _ => "trust.only_trusted_peers relies",
+        };
+        Some(format!("{what} on Cloudflare's address ranges alone, which every Cloudflare account shares: anyone can point a zone of their own at this origin and choose the client IP (CF-Connecting-IP) from a Worker. Fix: add trust.edge_header and trust.edge_secret_file with a Transform Rule in your zone that sends the secret, or require your own Authenticated Origin Pulls certificate (tls.client_ca with your CA, trust.require_client_cert = true); see deploy/cloudflare.md"))
+    }
+
+    /// The same runtime with a re-read edge secret (or an expired overlap), if that changes
+    /// anything; `Err` when the file cannot be used (the current secrets stay in force).
+    pub fn with_edge_reread(&self, now: Instant) -> Result<Option<Runtime>, Problem> {
+        let Some(cfg) = &self.config.trust.edge else {
+            return Ok(None);
+        };
+        let hash = trust_mod::load_edge_secret(cfg)?;
+        let state = EdgeState::next(self.edge.as_ref(), hash, cfg.overlap, now);
+        let secret = edge_secret(&self.config, Some(&state), now);
+        if secret == self.pipeline.edge {
+            return Ok(None);
+        }
+        let mut next = self.clone();
+        next.edge = Some(state);
+        next.pipeline.edge = secret;
+        Ok(Some(next))
     }
 
     /// The same runtime with other trusted ranges (a changed `trust.ranges_file`).
@@ -132,6 +238,11 @@ impl Runtime {
         next.pipeline.trusted = trusted;
         next
     }
+}
+
+fn edge_secret(config: &Config, state: Option<&EdgeState>, now: Instant) -> Option<EdgeSecret> {
+    let header = config.trust.edge.as_ref()?.header.clone();
+    Some(EdgeSecret::new(header, state?.accepted(now)))
 }
 
 type AccessSetup = (Vec<AccessRule>, Vec<Arc<HtpasswdFile>>);
@@ -172,5 +283,32 @@ fn access_rules(config: &Config) -> Result<AccessSetup, Vec<Problem>> {
         Ok((rules, files))
     } else {
         Err(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rotated_secret_overlaps_then_expires() {
+        let t0 = Instant::now();
+        let hour = Duration::from_secs(3600);
+        let first = EdgeState::next(None, [1; 32], hour, t0);
+        assert_eq!(first.accepted(t0), vec![[1; 32]]);
+        // Unchanged file: nothing moves.
+        assert_eq!(EdgeState::next(Some(&first), [1; 32], hour, t0), first);
+        // Changed: both accepted until the overlap is over, then only the new one.
+        let t1 = t0 + Duration::from_secs(60);
+        let rotated = EdgeState::next(Some(&first), [2; 32], hour, t1);
+        assert_eq!(rotated.accepted(t1), vec![[2; 32], [1; 32]]);
+        assert_eq!(
+            rotated.accepted(t1 + hour - Duration::from_secs(1)).len(),
+            2
+        );
+        assert_eq!(rotated.accepted(t1 + hour), vec![[2; 32]]);
+        // The next reread after the overlap forgets the old secret.
+        let later = EdgeState::next(Some(&rotated), [2; 32], hour, t1 + hour);
+        assert_eq!(later.previous, None);
     }
 }

@@ -619,6 +619,26 @@ impl ResolvesServerCert for CertStore {
     }
 }
 
+/// Is `tls.client_ca` Cloudflare's shared zone-level Authenticated Origin Pulls CA
+/// (`CN=origin-pull.cloudflare.net`)? Every Cloudflare customer's edge presents a certificate it
+/// signed, so it proves "Cloudflare", not "my zone"; a CA of the owner's own (uploaded to
+/// Cloudflare as zone-level or per-hostname AOP) proves the zone.
+pub fn is_cloudflare_shared_ca(path: &Path) -> bool {
+    let Ok(certs) =
+        CertificateDer::pem_file_iter(path).and_then(|it| it.collect::<Result<Vec<_>, _>>())
+    else {
+        return false;
+    };
+    certs.iter().any(|der| {
+        x509_parser::parse_x509_certificate(der).is_ok_and(|(_, cert)| {
+            cert.subject().iter_common_name().any(|cn| {
+                cn.as_str()
+                    .is_ok_and(|cn| cn.eq_ignore_ascii_case("origin-pull.cloudflare.net"))
+            })
+        })
+    })
+}
+
 /// Loads `tls.client_ca` into a client-certificate verifier (Authenticated Origin Pulls).
 pub fn client_verifier(
     tls: &TlsConfig,

@@ -10,7 +10,11 @@ use std::path::Path;
 
 use ipnet::IpNet;
 
-use crate::config::{Problem, TrustConfig};
+use http::{HeaderMap, HeaderName};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::{EdgeSecretConfig, Problem, TrustConfig};
 
 /// The day `cloudflare-ips-v4.txt` / `-v6.txt` were copied from Cloudflare's published lists
 /// (`https://www.cloudflare.com/ips-v4`, `/ips-v6`).
@@ -173,6 +177,84 @@ pub fn load_ranges_file(path: &Path) -> Result<Vec<IpNet>, Vec<Problem>> {
     } else {
         Err(problems)
     }
+}
+
+/// The shortest edge secret accepted: anything shorter could be guessed by the other Cloudflare
+/// accounts it exists to keep out.
+pub const EDGE_SECRET_MIN: usize = 16;
+
+/// The edge secret as the pipeline checks it: the header, and the SHA-256 of each secret still
+/// accepted (the current one, plus the previous one during `trust.edge_secret_overlap` after a
+/// rotation). Hashing first makes the comparison constant-time whatever the lengths, and keeps
+/// the secret itself out of memory dumps of the pipeline.
+///
+/// Why it exists: Cloudflare's address ranges (and the zone-level Authenticated Origin Pulls
+/// certificate) are shared by every Cloudflare customer. Anyone can point a zone of their own at
+/// this origin and choose `CF-Connecting-IP` from a Worker; only something the owner's own zone
+/// adds — a Transform Rule setting this header — tells the owner's traffic apart.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EdgeSecret {
+    pub header: HeaderName,
+    accepted: Vec<[u8; 32]>,
+}
+
+impl std::fmt::Debug for EdgeSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "EdgeSecret({}, {} accepted)",
+            self.header,
+            self.accepted.len()
+        )
+    }
+}
+
+impl EdgeSecret {
+    pub fn new(header: HeaderName, accepted: Vec<[u8; 32]>) -> EdgeSecret {
+        EdgeSecret { header, accepted }
+    }
+
+    /// Does this head carry exactly one value of the header, equal to an accepted secret?
+    /// Every accepted secret is compared (no early exit), each in constant time.
+    pub fn admits(&self, headers: &HeaderMap) -> bool {
+        let mut values = headers.get_all(&self.header).iter();
+        let (Some(value), None) = (values.next(), values.next()) else {
+            return false;
+        };
+        let presented: [u8; 32] = Sha256::digest(value.as_bytes()).into();
+        self.accepted
+            .iter()
+            .fold(subtle::Choice::from(0), |ok, secret| {
+                ok | secret.ct_eq(&presented)
+            })
+            .into()
+    }
+
+    pub fn accepted(&self) -> usize {
+        self.accepted.len()
+    }
+}
+
+/// Reads `trust.edge_secret_file`: one secret, surrounding white space ignored, at least
+/// [`EDGE_SECRET_MIN`] visible ASCII characters (it travels as a header value a Transform Rule
+/// sets). Returns its SHA-256.
+pub fn load_edge_secret(edge: &EdgeSecretConfig) -> Result<[u8; 32], Problem> {
+    let file = edge.file.display().to_string();
+    let problem = |message: String| Problem {
+        file: file.clone(),
+        position: None,
+        key: "trust.edge_secret_file".into(),
+        message,
+    };
+    let text = std::fs::read(&edge.file)
+        .map_err(|e| problem(format!("cannot read the edge secret: {e}")))?;
+    let secret = text.trim_ascii();
+    if secret.len() < EDGE_SECRET_MIN || !secret.iter().all(|b| (0x21..=0x7e).contains(b)) {
+        return Err(problem(format!(
+            "the secret must be one line of at least {EDGE_SECRET_MIN} visible ASCII characters; generate one with: openssl rand -hex 32 > {file}"
+        )));
+    }
+    Ok(Sha256::digest(secret).into())
 }
 
 #[cfg(test)]

@@ -121,6 +121,18 @@ pub struct TrustConfig {
     /// Believe forwarding headers only on connections with a verified client certificate
     /// (Authenticated Origin Pulls), in addition to the address ranges.
     pub require_client_cert: bool,
+    /// `trust.edge_header` + `trust.edge_secret_file`: a peer in the ranges is trusted only when
+    /// it presents this header with the secret (the owner's Cloudflare Transform Rule adds it).
+    pub edge: Option<EdgeSecretConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeSecretConfig {
+    /// Lower-case header name.
+    pub header: http::HeaderName,
+    pub file: PathBuf,
+    /// How long the previous secret stays accepted after the file changed.
+    pub overlap: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -1001,7 +1013,51 @@ impl Validator<'_> {
 
     fn trust(&mut self, raw: &raw::RawTrust) -> TrustConfig {
         let extra = self.cidrs(raw.extra.as_ref(), "trust.extra");
+        let overlap = self.duration(
+            raw.edge_secret_overlap.as_ref(),
+            "trust.edge_secret_overlap",
+            Duration::from_secs(3600),
+        );
+        let header = raw.edge_header.as_ref().and_then(|h| {
+            let name = h.get_ref().trim();
+            let plain = !name.is_empty()
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            let lower = name.to_ascii_lowercase();
+            let reserved = lower.starts_with("cf-")
+                || lower.starts_with("x-forwarded")
+                || lower.starts_with("proxy-")
+                || ["host", "forwarded", "x-real-ip", "true-client-ip", "cookie", "authorization", "connection", "upgrade", "content-length", "transfer-encoding"].contains(&lower.as_str());
+            match http::HeaderName::from_bytes(lower.as_bytes()) {
+                Ok(n) if plain && !reserved => Some(n),
+                _ => {
+                    self.problem(
+                        h,
+                        "trust.edge_header",
+                        format!("{name:?} cannot carry the edge secret; use a name of your own made of letters, digits and hyphens, like \"X-Origin-Auth\" (not Cloudflare's CF-*, nor a forwarding header)"),
+                    );
+                    None
+                }
+            }
+        });
+        let file = raw.edge_secret_file.as_ref().map(|f| self.path(f));
+        let edge = match (&raw.edge_header, &raw.edge_secret_file) {
+            (Some(_), Some(_)) => header.zip(file).map(|(header, file)| EdgeSecretConfig {
+                header,
+                file,
+                overlap,
+            }),
+            (Some(h), None) => {
+                self.problem(h, "trust.edge_header", "needs trust.edge_secret_file, the file holding the secret your Cloudflare Transform Rule sends (generate one with: openssl rand -hex 32)".into());
+                None
+            }
+            (None, Some(f)) => {
+                self.problem(f, "trust.edge_secret_file", "needs trust.edge_header, the header your Cloudflare Transform Rule sets, like \"X-Origin-Auth\"".into());
+                None
+            }
+            (None, None) => None,
+        };
         TrustConfig {
+            edge,
             cloudflare: raw.cloudflare.unwrap_or(true),
             extra,
             ranges_file: raw.ranges_file.as_ref().map(|f| self.path(f)),

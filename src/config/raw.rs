@@ -63,6 +63,9 @@ pub struct RawTrust {
     pub ranges_file: Option<Text>,
     pub only_trusted_peers: Option<bool>,
     pub require_client_cert: Option<bool>,
+    pub edge_header: Option<Text>,
+    pub edge_secret_file: Option<Text>,
+    pub edge_secret_overlap: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]
