@@ -58,7 +58,7 @@ async fn handle(
         "/metrics" => {
             let runtime = shared.runtime.load();
             let now = now_unix();
-            let certs: Vec<(String, i64)> = runtime
+            let certs: Vec<(String, i64, i64, i64)> = runtime
                 .certs
                 .as_ref()
                 .map(|store| {
@@ -67,9 +67,12 @@ async fn handle(
                         .entries
                         .iter()
                         .filter_map(|e| {
+                            let s = e.cert.summary.as_ref()?;
                             Some((
                                 e.spec.cert.display().to_string(),
-                                e.cert.summary.as_ref()?.days_left(now),
+                                s.days_left(now),
+                                s.not_after - s.not_before,
+                                s.not_after - now,
                             ))
                         })
                         .collect()

@@ -340,28 +340,23 @@ fn certificates(config: &Config, runtime: &Runtime) -> Vec<Check> {
     for e in &set.entries {
         let file = e.spec.cert.display();
         let Some(s) = &e.cert.summary else { continue };
-        let days = s.days_left(now);
-        if now >= s.not_after {
-            out.push(Check::Fail(
-                format!("certificate {file} EXPIRED on {}", s.not_after_text),
-                "renew it now (certbot renew); origin-gate reloads it by itself".into(),
-            ));
-        } else if now < s.not_before {
-            out.push(Check::Fail(
-                format!("certificate {file} is not valid yet"),
-                "check the system clock (timedatectl)".into(),
-            ));
-        } else if days < config.tls.expiry_warn_days {
+        let (level, message) = crate::tls::expiry_verdict(s, now, config.tls.expiry_warn_days);
+        if level == tracing::Level::ERROR {
+            let message = message.trim_start_matches("certificate ");
+            out.push(Check::Fail(format!("certificate {file}: {message}"), "renew it now (certbot renew), or check the system clock; origin-gate reloads renewed files by itself".into()));
+        } else if level == tracing::Level::WARN {
             out.push(Check::Fail(
                 format!(
-                    "certificate {file} expires in {days} days: the automatic renewals have failed"
+                    "certificate {file}: {}",
+                    message.trim_start_matches("certificate ")
                 ),
                 "run `certbot renew --dry-run` and read its error (see the ACME check below)"
                     .into(),
             ));
         } else {
             out.push(Check::Pass(format!(
-                "certificate {file}: key matches, {days} days left, names [{}]",
+                "certificate {file}: key matches, {}, names [{}]",
+                message.trim_start_matches("certificate valid, "),
                 s.names.join(", ")
             )));
         }

@@ -51,6 +51,8 @@ pub struct Metrics {
     pub open_connections: Family<ListenerLabels, Gauge>,
     pub tls_handshakes: Family<ResultLabels, Counter>,
     pub cert_days_left: Family<CertLabels, Gauge>,
+    pub cert_lifetime: Family<CertLabels, Gauge>,
+    pub cert_remaining: Family<CertLabels, Gauge>,
     pub reloads: Family<ResultLabels, Counter>,
     pub access_log_dropped: Counter,
     /// Request header names dropped as invalid (underscores, dots …).
@@ -121,6 +123,18 @@ impl Metrics {
             "Days until each configured certificate expires",
             cert_days_left.clone(),
         );
+        let cert_lifetime = Family::<CertLabels, Gauge>::default();
+        registry.register(
+            "certificate_lifetime_seconds",
+            "Each configured certificate's whole validity period (notAfter - notBefore)",
+            cert_lifetime.clone(),
+        );
+        let cert_remaining = Family::<CertLabels, Gauge>::default();
+        registry.register(
+            "certificate_remaining_seconds",
+            "Seconds until each configured certificate expires (alert below a quarter of the lifetime)",
+            cert_remaining.clone(),
+        );
         let reloads = Family::<ResultLabels, Counter>::default();
         registry.register(
             "config_reloads",
@@ -149,6 +163,8 @@ impl Metrics {
             open_connections,
             tls_handshakes,
             cert_days_left,
+            cert_lifetime,
+            cert_remaining,
             reloads,
             access_log_dropped,
             backend_last_ok: AtomicI64::new(0),
@@ -198,12 +214,16 @@ impl Metrics {
     }
 
     /// The OpenMetrics text, after refreshing the gauges that are computed at scrape time.
-    pub fn encode(&self, certs: &[(String, i64)], access_log_dropped: u64) -> String {
+    /// `certs`: (file, days left, lifetime seconds, remaining seconds).
+    pub fn encode(&self, certs: &[(String, i64, i64, i64)], access_log_dropped: u64) -> String {
         self.cert_days_left.clear();
-        for (cert, days) in certs {
-            self.cert_days_left
-                .get_or_create(&CertLabels { cert: cert.clone() })
-                .set(*days);
+        self.cert_lifetime.clear();
+        self.cert_remaining.clear();
+        for (cert, days, lifetime, remaining) in certs {
+            let labels = CertLabels { cert: cert.clone() };
+            self.cert_days_left.get_or_create(&labels).set(*days);
+            self.cert_lifetime.get_or_create(&labels).set(*lifetime);
+            self.cert_remaining.get_or_create(&labels).set(*remaining);
         }
         let seen = self.access_log_dropped.get();
         if access_log_dropped > seen {

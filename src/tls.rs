@@ -65,6 +65,63 @@ pub fn now_unix() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// certbot's renewal timer runs twice a day (certbot.timer / the cron job) and renews once a third
+/// of the lifetime is left (certbot 4.1+, or when ACME Renewal Information says so).
+const RENEWAL_TRIES_PER_DAY: i64 = 2;
+
+/// The one expiry rule, used by the alarms, `check`, `doctor` and `/metrics`, relative to the
+/// certificate's own lifetime so a 6-day and a 90-day certificate are judged alike:
+/// ERROR once expired, not yet valid, or under a tenth of the lifetime left; WARN under a quarter
+/// (or under `tls.expiry_warn_days` when that absolute override is set); INFO otherwise. The
+/// message says how many renewal chances have passed since renewal became due.
+pub fn expiry_verdict(
+    s: &CertSummary,
+    now_unix: i64,
+    warn_days: Option<i64>,
+) -> (tracing::Level, String) {
+    use tracing::Level;
+    let lifetime = (s.not_after - s.not_before).max(1);
+    let left = s.not_after - now_unix;
+    let days = s.days_left(now_unix);
+    let lifetime_days = lifetime as f64 / 86_400.0;
+    if now_unix < s.not_before {
+        return (Level::ERROR, "certificate is not valid yet (system clock wrong, or a future-dated certificate); clients will reject it".into());
+    }
+    if left <= 0 {
+        return (Level::ERROR, format!("certificate EXPIRED on {}: browsers and Cloudflare Full (strict) reject it (error 526); renew now (certbot renew) — origin-gate picks the new files up by itself", s.not_after_text));
+    }
+    // Renewal became due when a third of the lifetime was left.
+    let overdue = lifetime / 3 - left;
+    let chances = (overdue.max(0) * RENEWAL_TRIES_PER_DAY) / 86_400;
+    let left_text = if left < 2 * 86_400 {
+        format!("{:.1} hours", left as f64 / 3600.0)
+    } else {
+        format!("{days} days")
+    };
+    let figures = format!(
+        "{left_text} left of a {lifetime_days:.0}-day lifetime (until {}); renewal was due at a third of the lifetime, about {chances} twice-daily renewal attempts ago",
+        s.not_after_text
+    );
+    let fix = "run certbot renew --dry-run and read its error (origin-gate picks renewed files up by itself)";
+    if left * 10 < lifetime {
+        (
+            Level::ERROR,
+            format!("certificate nearly expired: {figures}; {fix}"),
+        )
+    } else if warn_days.map_or(left * 4 < lifetime, |w| days < w) {
+        let why = match warn_days {
+            Some(w) => format!("under tls.expiry_warn_days = {w}"),
+            None => "under a quarter of its lifetime".into(),
+        };
+        (
+            Level::WARN,
+            format!("certificate renewal overdue, {why}: {figures}; {fix}"),
+        )
+    } else {
+        (Level::INFO, format!("certificate valid, {left_text} left of a {lifetime_days:.0}-day lifetime (until {})", s.not_after_text))
+    }
+}
+
 /// A certificate chain and key, parsed and checked to belong together.
 #[derive(Debug, Clone)]
 pub struct LoadedCert {
@@ -546,28 +603,7 @@ impl CertStore {
         for e in &set.entries {
             let cert = e.spec.cert.display().to_string();
             let Some(s) = &e.cert.summary else { continue };
-            let days = s.days_left(now_unix);
-            let (level, message) = if now_unix < s.not_before {
-                (tracing::Level::ERROR, "certificate is not valid yet (system clock wrong, or a future-dated certificate); clients will reject it".to_string())
-            } else if now_unix >= s.not_after {
-                (
-                    tracing::Level::ERROR,
-                    format!("certificate EXPIRED on {}: browsers and Cloudflare Full (strict) reject it (error 526); renew now (certbot renew) — origin-gate picks the new files up by itself", s.not_after_text),
-                )
-            } else if days < self.tls.expiry_warn_days {
-                (
-                    tracing::Level::WARN,
-                    format!("certificate expires in {days} days ({}), under tls.expiry_warn_days = {}: the automatic renewals (30, 25, 20 days before expiry) have failed; run certbot renew --dry-run and read its error", s.not_after_text, self.tls.expiry_warn_days),
-                )
-            } else {
-                (
-                    tracing::Level::INFO,
-                    format!(
-                        "certificate valid, {days} days left (until {})",
-                        s.not_after_text
-                    ),
-                )
-            };
+            let (level, message) = expiry_verdict(s, now_unix, self.tls.expiry_warn_days);
             out.push(Alarm {
                 level,
                 cert: cert.clone(),

@@ -400,6 +400,24 @@ async fn metrics_expose_certificate_days_and_move_with_traffic() {
         (89.0..=90.0).contains(&days),
         "certificate gauge: {days}\n{before}"
     );
+    let lifetime = metric(
+        &before,
+        &format!(
+            "origin_gate_certificate_lifetime_seconds{{cert=\"{}\"}}",
+            cert.cert_path.display()
+        ),
+    );
+    let remaining = metric(
+        &before,
+        &format!(
+            "origin_gate_certificate_remaining_seconds{{cert=\"{}\"}}",
+            cert.cert_path.display()
+        ),
+    );
+    assert!(
+        remaining > 89.0 * 86_400.0 && remaining < lifetime,
+        "lifetime {lifetime}, remaining {remaining}"
+    );
     for _ in 0..5 {
         get("127.0.0.1", gate.http, "/", &[]).await;
     }

@@ -343,7 +343,10 @@ async fn renewal_is_picked_up_by_the_reload_timer() {
 async fn expiry_and_coverage_alarms_are_logged_at_start() {
     let backend = Backend::start().await;
     let ca = TestCa::new("test CA");
-    let soon = ca.issue(&["soon.example.com"], 0x1111_0000_0000_0001, 10);
+    // A 90-day certificate with 10 days left: renewal (due with 30 days left) has failed for
+    // 20 days. A fresh 6-day certificate is healthy, however few days it has.
+    let soon = ca.issue_lifetime(&["soon.example.com"], 0x1111_0000_0000_0001, 90, 10);
+    let short = ca.issue_lifetime(&["short.example.com"], 0x1111_0000_0000_0004, 6, 5);
     let expired = ca.issue(&["old.example.com"], 0x1111_0000_0000_0002, -3);
     let healthy = ca.issue(&["example.com"], 0x1111_0000_0000_0003, 80);
     let dir = tempfile::tempdir().unwrap();
@@ -351,6 +354,7 @@ async fn expiry_and_coverage_alarms_are_logged_at_start() {
         ("soon", &soon),
         ("expired", &expired),
         ("healthy", &healthy),
+        ("short", &short),
     ] {
         std::fs::write(dir.path().join(format!("{n}.pem")), &c.cert_pem).unwrap();
         std::fs::write(dir.path().join(format!("{n}.key")), &c.key_pem).unwrap();
@@ -362,7 +366,8 @@ async fn expiry_and_coverage_alarms_are_logged_at_start() {
             "server_names = [\"example.com\", \"www.example.com\", \"soon.example.com\"]\n[listen]\nhttp = [\"127.0.0.1:0\"]\nhttps = [\"127.0.0.1:0\"]\n[backend]\nurl = \"{}\"\n\
              [[tls.certs]]\ncert = \"soon.pem\"\nkey = \"soon.key\"\n\
              [[tls.certs]]\ncert = \"expired.pem\"\nkey = \"expired.key\"\n\
-             [[tls.certs]]\ncert = \"healthy.pem\"\nkey = \"healthy.key\"\nhosts = [\"example.com\", \"www.example.com\"]\n",
+             [[tls.certs]]\ncert = \"healthy.pem\"\nkey = \"healthy.key\"\nhosts = [\"example.com\", \"www.example.com\"]\n\
+             [[tls.certs]]\ncert = \"short.pem\"\nkey = \"short.key\"\n",
             backend.url()
         ),
     )
@@ -377,8 +382,25 @@ async fn expiry_and_coverage_alarms_are_logged_at_start() {
             .cloned()
             .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{}", lines.join("\n")))
     };
-    let l = find("certificate expires in 10 days");
+    let l = find("certificate renewal overdue, under a quarter of its lifetime: 10 days left of a 90-day lifetime");
     assert!(l.contains(" WARN ") && l.contains("soon.pem"), "{l}");
+    // Due with 30 days left, 20 days ago: about 40 tries at twice a day.
+    assert!(
+        l.contains("about 39 twice-daily") || l.contains("about 40 twice-daily"),
+        "{l}"
+    );
+    let l = find("certificate valid, 5 days left of a 6-day lifetime");
+    assert!(
+        l.contains(" INFO ") && l.contains("certificate valid, 5 days left of a 6-day lifetime"),
+        "{l}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("short.pem") && (l.contains(" WARN ") || l.contains(" ERROR "))),
+        "{}",
+        lines.join("\n")
+    );
     let l = find("certificate EXPIRED");
     assert!(l.contains(" ERROR ") && l.contains("expired.pem"), "{l}");
     let l = find("does not cover the configured host \"www.example.com\"");

@@ -163,7 +163,8 @@ pub struct TlsConfig {
     /// Name whose certificate answers handshakes without SNI or with an unknown name.
     pub default: Option<String>,
     pub reload_interval: Duration,
-    pub expiry_warn_days: i64,
+    /// Absolute override of the lifetime-relative expiry warning (`tls.expiry_warn_days`).
+    pub expiry_warn_days: Option<i64>,
     pub handshake_timeout: Duration,
     pub client_ca: Option<PathBuf>,
     pub client_auth: ClientAuth,
@@ -771,12 +772,10 @@ impl Validator<'_> {
                 "tls.reload_interval",
                 Duration::from_secs(30),
             ),
-            expiry_warn_days: self.integer(
-                raw.expiry_warn_days.as_ref(),
-                "tls.expiry_warn_days",
-                (1, 365),
-                19,
-            ) as i64,
+            expiry_warn_days: raw
+                .expiry_warn_days
+                .as_ref()
+                .map(|d| self.integer(Some(d), "tls.expiry_warn_days", (1, 365), 0) as i64),
             handshake_timeout: self.duration(
                 raw.handshake_timeout.as_ref(),
                 "tls.handshake_timeout",

@@ -781,6 +781,32 @@ impl TestCa {
         }
     }
 
+    /// A leaf whose whole lifetime is `lifetime_days`, with `days_left` of it remaining (a 90-day
+    /// Let's Encrypt certificate with 10 days left, a fresh 6-day one).
+    pub fn issue_lifetime(
+        &self,
+        names: &[&str],
+        serial: u64,
+        lifetime_days: i64,
+        days_left: i64,
+    ) -> Issued {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.serial_number = Some(rcgen::SerialNumber::from(serial));
+        let now = time::OffsetDateTime::now_utc();
+        params.not_after = now + time::Duration::days(days_left) + time::Duration::minutes(30);
+        params.not_before = params.not_after - time::Duration::days(lifetime_days);
+        let leaf = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        Issued {
+            cert_pem: format!("{}{}", leaf.pem(), self.cert.pem()),
+            key_pem: key.serialize_pem(),
+            chain: vec![leaf.der().clone(), self.cert.der().clone()],
+            key_der: key.serialize_der(),
+        }
+    }
+
     /// A client certificate (for mutual TLS) signed by this CA.
     pub fn client_identity(
         &self,
