@@ -210,6 +210,63 @@ pub fn acme_path(raw_path: &str) -> AcmePath<'_> {
     }
 }
 
+/// Let's Encrypt follows at most this many redirects on an HTTP-01 challenge.
+pub const ACME_MAX_REDIRECTS: usize = 10;
+
+/// One hop of a challenge redirect, as the CA would take it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeHop {
+    pub https: bool,
+    /// Lower-case host without port.
+    pub host: String,
+    pub path_and_query: String,
+}
+
+/// Would Let's Encrypt follow this `Location` from a challenge fetch of `from`? It follows
+/// redirects to `http` or `https` on ports 80 and 443 only (no certificate check on https), up to
+/// [`ACME_MAX_REDIRECTS`] of them; a relative `Location` stays on the same origin. `Err` names the
+/// rule the redirect breaks.
+pub fn acme_redirect(from: &AcmeHop, location: &str) -> Result<AcmeHop, String> {
+    let location = location.trim();
+    if location.starts_with('/') && !location.starts_with("//") {
+        return Ok(AcmeHop {
+            path_and_query: location.to_string(),
+            ..from.clone()
+        });
+    }
+    let uri: http::Uri = location
+        .parse()
+        .map_err(|_| format!("{location:?} is not a URL the CA can follow"))?;
+    let https = match uri.scheme_str() {
+        Some(s) if s.eq_ignore_ascii_case("https") => true,
+        Some(s) if s.eq_ignore_ascii_case("http") => false,
+        Some(other) => {
+            return Err(format!(
+                "it redirects to {other}:, and Let's Encrypt follows only http and https"
+            ))
+        }
+        None => return Err(format!("{location:?} is not an absolute URL")),
+    };
+    let host = uri.host().unwrap_or("").to_ascii_lowercase();
+    if host.is_empty() {
+        return Err(format!("{location:?} names no host"));
+    }
+    if let Some(port) = uri.port_u16() {
+        if port != 80 && port != 443 {
+            return Err(format!(
+                "it redirects to port {port}, and Let's Encrypt follows redirects only to ports 80 and 443"
+            ));
+        }
+    }
+    Ok(AcmeHop {
+        https,
+        host,
+        path_and_query: uri
+            .path_and_query()
+            .map_or_else(|| "/".to_string(), |pq| pq.as_str().to_string()),
+    })
+}
+
 /// Credentials from an `Authorization: Basic …` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BasicCredentials {
@@ -317,6 +374,31 @@ mod tests {
             AcmePath::Invalid
         );
         assert_eq!(acme_path("/.well-known/other"), AcmePath::No);
+    }
+
+    #[test]
+    fn challenge_redirects_follow_the_cas_rules() {
+        let from = AcmeHop {
+            https: false,
+            host: "example.com".into(),
+            path_and_query: "/.well-known/acme-challenge/t".into(),
+        };
+        let to = |l: &str| acme_redirect(&from, l);
+        let ok = to("https://Example.com/.well-known/acme-challenge/t").unwrap();
+        assert!(ok.https && ok.host == "example.com");
+        assert!(to("https://example.com:443/x").is_ok());
+        assert!(to("http://www.example.com:80/x").is_ok());
+        assert_eq!(to("/other").unwrap().path_and_query, "/other");
+        assert!(to("http://example.com:8080/x")
+            .unwrap_err()
+            .contains("port 8080"));
+        assert!(to("https://example.com:8443/x")
+            .unwrap_err()
+            .contains("ports 80 and 443"));
+        assert!(to("ftp://example.com/x")
+            .unwrap_err()
+            .contains("only http and https"));
+        assert!(to("//evil").is_err());
     }
 
     #[test]

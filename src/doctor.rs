@@ -14,6 +14,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use crate::access::{acme_redirect, AcmeHop, ACME_MAX_REDIRECTS};
 use crate::config::{AcmeMode, BackendTarget, Config};
 use crate::pipeline::{decide, ConnContext, ACME_CHALLENGE_PREFIX};
 use crate::state::Runtime;
@@ -25,6 +26,8 @@ use crate::visitor::Scheme;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Check {
     Pass(String),
+    /// Works, with a condition worth knowing (a challenge redirect the CA follows).
+    Partial(String),
     /// Worth knowing, does not fail the run.
     Warn(String),
     /// What is wrong, and the fix.
@@ -35,6 +38,7 @@ impl fmt::Display for Check {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Check::Pass(m) => write!(f, "✓ {m}"),
+            Check::Partial(m) => write!(f, "◐ {m}"),
             Check::Warn(m) => write!(f, "! {m}"),
             Check::Fail(m, fix) => write!(f, "✗ {m}\n    fix: {fix}"),
         }
@@ -134,11 +138,32 @@ fn probe_client() -> Probe {
         .build(http)
 }
 
+type HttpsProbe = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
+
+/// An http and https client that, like a certificate authority fetching a challenge, does not
+/// validate certificates.
+fn https_probe_client() -> Result<HttpsProbe, String> {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(TIMEOUT));
+    http.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(crate::upstream::client_tls_config(false)?)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build(connector))
+}
+
 /// Sends `req` and returns status, `Location`, `Server` and body.
-async fn fetch(
-    client: &Probe,
+async fn fetch<C>(
+    client: &Client<C, Empty<Bytes>>,
     req: Request<Empty<Bytes>>,
-) -> Result<(StatusCode, Option<String>, Option<String>, Bytes), String> {
+) -> Result<(StatusCode, Option<String>, Option<String>, Bytes), String>
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
     let resp = tokio::time::timeout(TIMEOUT, client.request(req))
         .await
         .map_err(|_| format!("no answer within {TIMEOUT:?}"))?
@@ -407,7 +432,15 @@ async fn acme(config: &Config) -> Vec<Check> {
             "no http listener: HTTP-01 renewals cannot reach this origin-gate".into(),
         )];
     };
-    let client = probe_client();
+    let client = match https_probe_client() {
+        Ok(c) => c,
+        Err(e) => {
+            return vec![Check::Fail(
+                format!("cannot build the probe client: {e}"),
+                "report this as a bug".into(),
+            )]
+        }
+    };
     let token = format!("origin-gate-doctor-{}", now_unix());
     let written = match &config.acme {
         AcmeMode::Webroot(dir) => {
@@ -431,14 +464,12 @@ async fn acme(config: &Config) -> Vec<Check> {
         .first()
         .cloned()
         .unwrap_or_else(|| "localhost".into());
-    let uri = format!(
-        "http://{}{ACME_CHALLENGE_PREFIX}{token}",
-        probe_addr(listener)
-    );
-    let result = match Request::get(uri).header("host", &host).body(Empty::new()) {
-        Ok(req) => fetch(&client, req).await,
-        Err(e) => Err(e.to_string()),
+    let start = AcmeHop {
+        https: false,
+        host: host.clone(),
+        path_and_query: format!("{ACME_CHALLENGE_PREFIX}{token}"),
     };
+    let result = follow_challenge(config, &client, start).await;
     if let Some(file) = &written {
         let _ = std::fs::remove_file(file);
     }
@@ -447,25 +478,108 @@ async fn acme(config: &Config) -> Vec<Check> {
             format!("ACME challenge through {listener}: {e}"),
             "start origin-gate (systemctl start origin-gate); HTTP-01 validation needs it on port 80".into(),
         ),
-        Ok((status, location, _, body)) => {
+        Ok(Followed::Broken { chain, rule }) => Check::Fail(
+            format!("ACME challenge through {listener} was redirected to {}: {rule}; certificate renewals will fail", chain.join(" → ")),
+            "exempt /.well-known/acme-challenge/ from the redirect (a site-wide .htaccess rewrite?), or set acme.webroot so origin-gate answers from disk".into(),
+        ),
+        Ok(Followed::Elsewhere { chain }) => Check::Partial(format!(
+            "ACME challenge through {listener} is redirected to {}, another server: Let's Encrypt follows it (up to {ACME_MAX_REDIRECTS} redirects, http/https on ports 80 and 443, certificates not checked), so renewals work if that server has the token; hosting panels' own pre-checks often do not follow redirects",
+            chain.join(" → ")
+        )),
+        Ok(Followed::Answered { chain, status, body }) => {
+            let via = if chain.is_empty() {
+                String::new()
+            } else {
+                format!(" after redirects to {}", chain.join(" → "))
+            };
             if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
                 Check::Fail(
-                    format!("ACME challenge through {listener} got {status}: certificate renewals will fail"),
+                    format!("ACME challenge through {listener} got {status}{via}: certificate renewals will fail"),
                     "the backend protects /.well-known/acme-challenge/: exempt it in its auth config, or set acme.webroot so origin-gate answers from disk".into(),
                 )
-            } else if status.is_redirection() {
-                Check::Fail(
-                    format!("ACME challenge through {listener} was redirected to {}: certificate renewals will fail", location.unwrap_or_default()),
-                    "the backend redirects the challenge path (a site-wide .htaccess rewrite?): exempt /.well-known/acme-challenge/, or set acme.webroot".into(),
-                )
             } else if written.is_some() && (status != StatusCode::OK || body != token.as_bytes()) {
-                Check::Fail(format!("ACME challenge through {listener}: the token written to acme.webroot came back as {status}"), "check acme.webroot points at the directory certbot --webroot -w uses".into())
-            } else {
+                Check::Fail(format!("ACME challenge through {listener}: the token written to acme.webroot came back as {status}{via}"), "check acme.webroot points at the directory certbot --webroot -w uses".into())
+            } else if written.is_some() {
+                Check::Pass(format!("ACME challenge path through {listener} answers 200 OK with the test token written to acme.webroot{via}"))
+            } else if chain.is_empty() {
                 Check::Pass(format!("ACME challenge path through {listener} answers {status} (never 401/403/3xx)"))
+            } else {
+                Check::Partial(format!(
+                    "ACME challenge through {listener} answers {status}{via}: Let's Encrypt follows these redirects (up to {ACME_MAX_REDIRECTS}, http/https on ports 80 and 443, certificates not checked), but hosting panels' own pre-checks often do not; exempting /.well-known/acme-challenge/ from the redirect is safest"
+                ))
             }
         }
     };
     vec![check]
+}
+
+/// Where a challenge fetch ended when followed like the CA follows it.
+enum Followed {
+    /// A final answer from this origin-gate (after `chain` redirects, possibly none).
+    Answered {
+        chain: Vec<String>,
+        status: StatusCode,
+        body: Bytes,
+    },
+    /// Redirected, within the CA's rules, to a host this configuration does not serve.
+    Elsewhere { chain: Vec<String> },
+    /// A redirect the CA will not follow.
+    Broken { chain: Vec<String>, rule: String },
+}
+
+/// Fetches the challenge through this origin-gate's own listeners and follows redirects the way
+/// Let's Encrypt does (`access::acme_redirect`): hops to a host this configuration serves go to
+/// the matching local listener; a hop elsewhere is reported, not fetched.
+async fn follow_challenge(
+    config: &Config,
+    client: &HttpsProbe,
+    mut hop: AcmeHop,
+) -> Result<Followed, String> {
+    let ours = |host: &str| {
+        config.server_names.is_empty()
+            || config
+                .server_names
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(host))
+            || host == "localhost"
+    };
+    let mut chain = Vec::new();
+    for _ in 0..=ACME_MAX_REDIRECTS {
+        let listener = if hop.https {
+            config.listen.https.first()
+        } else {
+            config.listen.http.first()
+        };
+        let Some(addr) = listener.copied().map(probe_addr) else {
+            let rule = format!("origin-gate has no {} listener, so the CA's connection is refused (Cloudflare 521 for visitors)", if hop.https { "https" } else { "http" });
+            return Ok(Followed::Broken { chain, rule });
+        };
+        let scheme = if hop.https { "https" } else { "http" };
+        let uri = format!("{scheme}://{addr}{}", hop.path_and_query);
+        let req = Request::get(uri)
+            .header("host", &hop.host)
+            .body(Empty::new())
+            .map_err(|e| e.to_string())?;
+        let (status, location, _, body) = fetch(client, req).await?;
+        if !status.is_redirection() {
+            return Ok(Followed::Answered {
+                chain,
+                status,
+                body,
+            });
+        }
+        let location = location.unwrap_or_default();
+        chain.push(location.clone());
+        hop = match acme_redirect(&hop, &location) {
+            Ok(next) => next,
+            Err(rule) => return Ok(Followed::Broken { chain, rule }),
+        };
+        if !ours(&hop.host) {
+            return Ok(Followed::Elsewhere { chain });
+        }
+    }
+    let rule = format!("more than {ACME_MAX_REDIRECTS} redirects (a loop?), and Let's Encrypt stops after {ACME_MAX_REDIRECTS}");
+    Ok(Followed::Broken { chain, rule })
 }
 
 fn trusted_ranges(config: &Config, runtime: &Runtime) -> Check {

@@ -417,7 +417,7 @@ pub async fn handle(
             _ => None,
         };
         if let Some(by) = answered_by {
-            log_acme(&record, response.status(), &by);
+            log_acme(&record, response.status(), response.headers(), &by);
         }
     }
     record.status = response.status().as_u16();
@@ -553,24 +553,51 @@ fn status_message(status: StatusCode) -> &'static str {
     }
 }
 
-/// Every challenge fetch is logged: the renewal it belongs to fails silently otherwise.
-fn log_acme(record: &RequestRecord, status: StatusCode, answered_by: &str) {
+/// Every challenge fetch is logged: the renewal it belongs to fails silently otherwise. A
+/// redirect is judged the way Let's Encrypt follows it (`access::acme_redirect`): within its
+/// rules it is INFO, outside them a WARN naming the rule.
+fn log_acme(record: &RequestRecord, status: StatusCode, headers: &HeaderMap, answered_by: &str) {
     let token = record
         .path
         .strip_prefix(pipeline::ACME_CHALLENGE_PREFIX)
         .unwrap_or("");
     let token_prefix = token.get(..8).unwrap_or(token);
+    let token = format_args!("{token_prefix}…");
     if status == StatusCode::OK {
-        info!(token = %format_args!("{token_prefix}…"), source = %record.client_ip, status = status.as_u16(), answered_by, "ACME challenge answered");
-    } else {
-        warn!(
-            token = %format_args!("{token_prefix}…"),
-            source = %record.client_ip,
-            status = status.as_u16(),
-            answered_by,
-            "ACME challenge NOT answered with 200: the certificate authority cannot validate, so this certificate renewal will fail; check that the ACME client wrote the token where {answered_by} serves it"
-        );
+        info!(%token, source = %record.client_ip, status = status.as_u16(), answered_by, "ACME challenge answered");
+        return;
     }
+    if status.is_redirection() {
+        let location = headers
+            .get(LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .unwrap_or("");
+        let from = access::AcmeHop {
+            https: record.scheme == Scheme::Https,
+            host: record
+                .host
+                .as_deref()
+                .map(|h| crate::forwarded::host_name(h).to_ascii_lowercase())
+                .unwrap_or_default(),
+            path_and_query: record.path.clone(),
+        };
+        match access::acme_redirect(&from, location) {
+            Ok(_) => {
+                info!(%token, source = %record.client_ip, status = status.as_u16(), location, answered_by, "ACME challenge redirected; Let's Encrypt follows this (up to 10 redirects, http/https on ports 80 and 443), but some hosting panels' pre-checks do not: exempting /.well-known/acme-challenge/ from the redirect is safest")
+            }
+            Err(rule) => {
+                warn!(%token, source = %record.client_ip, status = status.as_u16(), location, answered_by, "ACME challenge redirected where the CA will not follow: {rule}; this certificate renewal will fail — exempt /.well-known/acme-challenge/ from the redirect")
+            }
+        }
+        return;
+    }
+    warn!(
+        %token,
+        source = %record.client_ip,
+        status = status.as_u16(),
+        answered_by,
+        "ACME challenge NOT answered with 200: the certificate authority cannot validate, so this certificate renewal will fail; check that the ACME client wrote the token where {answered_by} serves it"
+    );
 }
 
 /// The largest challenge file served: a key authorization is token + "." + a 43-character

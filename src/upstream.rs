@@ -243,7 +243,7 @@ pub fn error_chain(e: &(dyn StdError + 'static)) -> String {
     out
 }
 
-fn client_tls_config(verify: bool) -> Result<ClientConfig, String> {
+pub(crate) fn client_tls_config(verify: bool) -> Result<ClientConfig, String> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;

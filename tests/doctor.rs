@@ -172,6 +172,53 @@ async fn a_backend_that_redirects_the_challenge_path_fails_the_acme_check() {
     );
 }
 
+/// WordPress forcing https sends the CA's http fetch to https on 443: Let's Encrypt follows that,
+/// so doctor follows it too (through this origin-gate's https listener) and reports ◐ with the
+/// rule, not ✗.
+#[tokio::test]
+async fn a_challenge_redirect_the_ca_follows_is_partial_not_a_failure() {
+    let s = setup(
+        BackendMode::RedirectsToHttps,
+        &["example.com", "www.example.com"],
+        80,
+        "",
+        true,
+    )
+    .await;
+    let (code, out) = doctor(&s).await;
+    assert_eq!(code, 0, "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("ACME challenge"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(line.starts_with("◐ "), "{out}");
+    assert!(
+        line.contains("after redirects to https://example.com/.well-known/acme-challenge/"),
+        "{line}"
+    );
+    assert!(line.contains("ports 80 and 443"), "{line}");
+}
+
+#[tokio::test]
+async fn a_challenge_redirect_to_port_8080_fails_with_the_rule() {
+    let s = setup(
+        BackendMode::RedirectsToPort8080,
+        &["example.com", "www.example.com"],
+        80,
+        "",
+        true,
+    )
+    .await;
+    let (code, out) = doctor(&s).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("✗ ACME challenge")
+            && out.contains("http://example.com:8080/.well-known/acme-challenge/")
+            && out.contains("Let's Encrypt follows redirects only to ports 80 and 443"),
+        "{out}"
+    );
+}
+
 #[tokio::test]
 async fn acme_webroot_is_checked_with_a_real_token_file() {
     // The protecting backend does not matter: origin-gate answers challenges from disk.

@@ -551,3 +551,47 @@ async fn sigusr1_reopens_the_access_log_after_rotation() {
     wait_for(&log, "/after");
     assert!(!std::fs::read_to_string(&log).unwrap().contains("/before"));
 }
+
+/// A challenge redirect is judged like the CA follows it: to https on 443 is an INFO (the CA
+/// follows it), to port 8080 a WARN naming the rule.
+#[tokio::test]
+async fn challenge_redirects_are_judged_by_the_cas_rules_in_the_log() {
+    for (mode, level, needle) in [
+        (
+            BackendMode::RedirectsToHttps,
+            " INFO ",
+            "ACME challenge redirected; Let's Encrypt follows this",
+        ),
+        (
+            BackendMode::RedirectsToPort8080,
+            " WARN ",
+            "Let's Encrypt follows redirects only to ports 80 and 443",
+        ),
+    ] {
+        let backend = Backend::start_mode(mode).await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_config(
+            dir.path(),
+            &format!(
+                "[listen]\nhttp = [\"127.0.0.1:0\"]\nhttps = []\n[backend]\nurl = \"{}\"\n[log]\naccess = \"off\"\n",
+                backend.url()
+            ),
+        );
+        let gate = GateProcess::spawn(&path);
+        let a = get(
+            UNTRUSTED_SRC,
+            gate.http,
+            "/.well-known/acme-challenge/LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0",
+            &[],
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::MOVED_PERMANENTLY);
+        let line = gate
+            .wait_log("ACME challenge", Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("{mode:?}: no ACME challenge line"));
+        assert!(
+            line.contains(level) && line.contains(needle),
+            "{mode:?}: {line}"
+        );
+    }
+}

@@ -70,6 +70,10 @@ pub enum BackendMode {
     ProtectsEverything,
     /// A site-wide redirect to https, the challenge path included.
     RedirectsEverything,
+    /// WordPress forcing https: http visitors (by X-Forwarded-Proto) get a 301 to the https URL.
+    RedirectsToHttps,
+    /// A redirect of every http request to port 8080, which no CA follows.
+    RedirectsToPort8080,
 }
 
 /// Counters the backend keeps, for assertions.
@@ -231,19 +235,33 @@ async fn backend_handle(
                 .body(empty())
                 .unwrap());
         }
-        BackendMode::RedirectsEverything if !is_tls => {
-            let host = req
-                .headers()
-                .get("host")
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("")
-                .to_string();
-            let location = format!("https://{host}{}", req.uri().path());
-            return Ok(Response::builder()
-                .status(301)
-                .header("location", location)
-                .body(empty())
-                .unwrap());
+        BackendMode::RedirectsEverything
+        | BackendMode::RedirectsToHttps
+        | BackendMode::RedirectsToPort8080
+            if !is_tls =>
+        {
+            let header = |n: &str| {
+                req.headers()
+                    .get(n)
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            let host = header("host");
+            let location = match mode {
+                BackendMode::RedirectsToHttps if header("x-forwarded-proto") == "https" => None,
+                BackendMode::RedirectsToPort8080 => {
+                    Some(format!("http://{host}:8080{}", req.uri().path()))
+                }
+                _ => Some(format!("https://{host}{}", req.uri().path())),
+            };
+            if let Some(location) = location {
+                return Ok(Response::builder()
+                    .status(301)
+                    .header("location", location)
+                    .body(empty())
+                    .unwrap());
+            }
         }
         _ => {}
     }
