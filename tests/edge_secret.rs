@@ -317,4 +317,25 @@ fn check_validates_the_secret_and_warns_when_the_ranges_are_the_only_proof() {
         "{out}"
     );
     assert!(!out.contains(SECRET), "{out}");
+
+    // Your own Authenticated Origin Pulls CA, required for trust, proves the zone too; Cloudflare's
+    // shared origin-pull CA (every account's edge presents it) does not.
+    for (ca_name, warned) in [
+        ("Example Zone AOP CA", false),
+        ("origin-pull.cloudflare.net", true),
+    ] {
+        std::fs::write(d.join("client-ca.pem"), TestCa::new(ca_name).pem()).unwrap();
+        let (ok, out) = check(
+            d,
+            &format!(
+                "{base}only_trusted_peers = true
+require_client_cert = true
+[tls]
+client_ca = \"client-ca.pem\"
+"
+            ),
+        );
+        assert!(ok, "{out}");
+        assert_eq!(out.contains("WARN"), warned, "{ca_name}: {out}");
+    }
 }
