@@ -85,6 +85,7 @@ fn config() -> PipelineConfig {
         upgrade_protocols: vec!["websocket".into()],
         max_header_bytes: 65536,
         max_headers: 100,
+        edge: None,
     }
 }
 
@@ -124,7 +125,7 @@ fn benches(c: &mut Criterion) {
     let peer: SocketAddr = "[2c0f:f248::17]:40000".parse().unwrap();
     let local: SocketAddr = "192.0.2.10:80".parse().unwrap();
     let conn = ConnContext::new(peer, local, Scheme::Http, None);
-    assert!(cfg.peer_trusted(&conn));
+    assert!(cfg.peer_in_ranges(&conn));
 
     c.bench_function("trust/contains_cloudflare_v4", |b| {
         let ip = "172.70.1.1".parse().unwrap();
