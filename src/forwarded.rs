@@ -62,7 +62,7 @@ fn cgi_fold(b: u8) -> u8 {
 /// first in many "real IP" helpers; `HTTP_X_FORWARDED_SSL`, `HTTP_FRONT_END_HTTPS`, `HTTP_X_PROTO`
 /// in "is it https" snippets). origin-gate removes them from every request and sets its own
 /// `X-Forwarded-*` / `X-Real-IP` / `Forwarded`, which carry what it verified.
-const FORGEABLE: [&str; 20] = [
+const FORGEABLE: [&str; 32] = [
     "forwarded",
     "x-forwarded",
     "x-real-ip",
@@ -83,11 +83,24 @@ const FORGEABLE: [&str; 20] = [
     "cloudfront-forwarded-proto",
     "x-original-host",
     "x-host",
+    "x-original-forwarded-for",
+    "x-sucuri-clientip",
+    "incap-client-ip",
+    "wl-proxy-client-ip",
+    "x-proxyuser-ip",
+    "cloudfront-viewer-address",
+    "remote-addr",
+    "x-arr-ssl",
+    "akamai-client-ip",
+    "x-azure-clientip",
+    "x-azure-socketip",
+    "x-envoy-external-address",
 ];
 
 /// Prefixes of the same kind: every `X-Forwarded-*` (origin-gate sets For/Proto/Host/Port/Ssl;
-/// any other one — `-Server`, `-Prefix`, `-Scheme` — came from the visitor through the edge).
-const FORGEABLE_PREFIXES: [&str; 1] = ["x-forwarded-"];
+/// any other one — `-Server`, `-Prefix`, `-Scheme` — came from the visitor through the edge), and
+/// every `Proxy-*` (`Proxy-Client-IP`; the hop-by-hop ones go anyway).
+const FORGEABLE_PREFIXES: [&str; 2] = ["x-forwarded-", "proxy-"];
 
 /// Headers only the trusted edge may set: Cloudflare's own (`CF-*`) and `True-Client-IP`.
 /// From anybody else they are forgeries.

@@ -247,6 +247,8 @@ pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Deci
         &cfg.trusted,
         &req.headers,
     );
+    // The head's size counts every field the client sent, dropped ones included.
+    let oversized = head_too_large(cfg, req);
     // Straight after the visitor was read from them, and before anything else looks at the
     // head: names PHP would fold onto another header, claims nobody may make, and edge headers
     // from a peer that is not the edge all go.
@@ -274,7 +276,7 @@ pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Deci
     if let Err((status, message)) = check_framing(req) {
         return respond(None, Route::BadRequest, status, message);
     }
-    if head_too_large(cfg, req) {
+    if oversized {
         let status = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
         return respond(
             None,
@@ -313,9 +315,9 @@ pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Deci
         return respond(None, Route::BadRequest, StatusCode::BAD_REQUEST, message);
     }
 
-    // 1. Host.
+    // 1. Host, in the one form every later step and the backend see.
     let host = match request_host(req) {
-        Ok(h) => h,
+        Ok(h) => canonical_host(h),
         Err(message) => return respond(None, Route::BadRequest, StatusCode::BAD_REQUEST, message),
     };
     let name = host_name(host.to_str().unwrap_or(""));
@@ -480,10 +482,8 @@ pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Deci
         upgrade
     };
     forwarded::set_forwarding(&mut req.headers, &visitor, &host);
-    if !req.headers.contains_key(HOST) {
-        // HTTP/2 carries the host in :authority; the HTTP/1.1 backend needs a Host header.
-        req.headers.insert(HOST, host.clone());
-    }
+    // The canonical Host (HTTP/2 carries it in :authority; the HTTP/1.1 backend needs a Host).
+    req.headers.insert(HOST, host.clone());
     if let Some(proto) = &upgrade {
         req.headers
             .insert(CONNECTION, HeaderValue::from_static("upgrade"));
@@ -554,9 +554,11 @@ pub fn switch_accepted(requested: Option<&HeaderValue>, response: &HeaderMap) ->
         && requested.split(',').any(|t| name(t) == name(chosen))
 }
 
-/// The head as the client sent it, in bytes (request line, fields, CRLFs), and the field count,
-/// against `limits.max_header_bytes` / `limits.max_headers` — exactly, for HTTP/1.1 and HTTP/2
-/// alike (431, RFC 6585 §5).
+/// The head's size and field count against `limits.max_header_bytes` / `limits.max_headers`
+/// (431, RFC 6585 §5), the same for HTTP/1.1 and HTTP/2: measured in its canonical HTTP/1.1
+/// form — request line, one `Name: value` CRLF per field, the closing CRLF — on the head as
+/// parsed, before any field is dropped. (White space around values and bare LF line ends are
+/// not seen after parsing; hyper's read buffer, sized to the same limit, bounds those.)
 fn head_too_large(cfg: &PipelineConfig, req: &Parts) -> bool {
     if req.headers.len() > cfg.max_headers {
         return true;
@@ -669,6 +671,29 @@ fn request_host(req: &Parts) -> Result<HeaderValue, &'static str> {
     Ok(value)
 }
 
+/// The `Host` passed on and matched against `server_names` and `[[access]] host`: without a
+/// trailing dot (`staging.example.com.` is the same site to Apache's vhost matching and must be
+/// to the rules too) and without a port of 80 or 443. The scheme is origin-gate's to state
+/// (`X-Forwarded-Proto`); a client-chosen `:443` on plain http would otherwise become Apache's
+/// `SERVER_PORT` (`UseCanonicalName Off`), which WordPress's `is_ssl()` takes for https.
+pub fn canonical_host(value: HeaderValue) -> HeaderValue {
+    let Ok(text) = value.to_str() else {
+        return value;
+    };
+    let name = host_name(text);
+    let port = forwarded::host_port(text.as_bytes());
+    let trimmed = name.strip_suffix('.').unwrap_or(name);
+    let keep_port = port.filter(|p| *p != 80 && *p != 443);
+    if trimmed.len() == name.len() && keep_port == port {
+        return value;
+    }
+    let rebuilt = match keep_port {
+        Some(p) => format!("{trimmed}:{p}"),
+        None => trimmed.to_string(),
+    };
+    HeaderValue::from_str(&rebuilt).unwrap_or(value)
+}
+
 /// `Host` as WordPress may safely echo it into links and redirects (RFC 9110 §7.2, RFC 3986
 /// §3.2.2): a DNS-style name (letters, digits, `-`, `.`, `_`) or a bracketed IPv6 literal, and an
 /// optional port of 1–5 digits from 1 to 65535. Anything else — `:99999`, `:abc`, an empty port,
@@ -696,9 +721,12 @@ pub fn valid_host(value: &[u8]) -> bool {
             None => (value, None),
         }
     };
+    // Labels are not empty, except for one trailing dot (the fully qualified form).
+    let labels = name.strip_suffix(b".").unwrap_or(name);
     let name_ok = value.first() == Some(&b'[')
-        || (!name.is_empty()
+        || (!labels.is_empty()
             && name.len() <= 253
+            && labels.split(|&b| b == b'.').all(|l| !l.is_empty())
             && name
                 .iter()
                 .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')));
@@ -1357,5 +1385,29 @@ mod tests {
         let refs: Vec<(&str, &str)> = many.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
         let mut h = head("GET", "/", &refs);
         assert_eq!(status_of(&forward(&c, "127.0.0.3:1", &mut h)), 431);
+    }
+
+    #[test]
+    fn hosts_are_canonical_before_anything_matches_them() {
+        for (given, want) in [
+            ("example.com", "example.com"),
+            ("example.com.", "example.com"),
+            ("example.com:80", "example.com"),
+            ("example.com:443", "example.com"),
+            ("example.com.:443", "example.com"),
+            ("example.com:8443", "example.com:8443"),
+            ("[::1]:443", "[::1]"),
+            ("[::1]:8080", "[::1]:8080"),
+        ] {
+            let got = canonical_host(HeaderValue::from_static(given));
+            assert_eq!(got, want, "{given}");
+        }
+        let mut c = cfg();
+        c.server_names = vec!["example.com".into()];
+        let mut h = head("GET", "/", &[("host", "Example.com.")]);
+        assert_eq!(forward(&c, "127.0.0.3:1", &mut h).route, Route::Proxy);
+        assert_eq!(h.headers["host"], "Example.com");
+        let mut h = head("GET", "/", &[("host", "evil.example.com.")]);
+        assert_eq!(forward(&c, "127.0.0.3:1", &mut h).route, Route::Misdirected);
     }
 }

@@ -449,8 +449,12 @@ async fn serve_connection(c: Conn) {
                 let mut h2 = http2::Builder::new(TokioExecutor::new());
                 h2.timer(TokioTimer::new())
                     .max_concurrent_streams(limits.http2_max_streams)
+                    // HPACK counts 32 bytes more per field than the head's text (RFC 7541
+                    // §4.1); with that allowance the pipeline's own count decides, the same
+                    // for HTTP/2 as for HTTP/1.1.
                     .max_header_list_size(
-                        u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX),
+                        u32::try_from(limits.max_header_bytes + 32 * limits.max_headers)
+                            .unwrap_or(u32::MAX),
                     )
                     // Rapid reset (CVE-2023-44487): a client that makes the server reset
                     // streams faster than it can serve them gets GOAWAY (h2 counts both the

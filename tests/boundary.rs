@@ -37,6 +37,8 @@ enum Setup {
     Locked,
     /// `limits.allow_underscores_in_headers = true`.
     Underscores,
+    /// A password on `prefix = "/"` for `host = "staging.example.com"` only.
+    HostRule,
 }
 
 /// What the backend must have received.
@@ -351,6 +353,74 @@ fn rows() -> Vec<Row> {
             backend: Some(&[Cgi("HTTP_CF_CONNECTING_IP", &["127.0.0.2"])]),
             ..row("duplicate CF-Connecting-IP over HTTP/2", Plain, H2, T)
         },
+        // Found by an outside attack: variants of the same classes.
+        Row {
+            headers: &[
+                ("X-Sucuri-ClientIP", "6.6.6.6"),
+                ("Incap-Client-IP", "6.6.6.6"),
+                ("Proxy-Client-IP", "6.6.6.6"),
+                ("WL-Proxy-Client-IP", "6.6.6.6"),
+                ("Remote-Addr", "6.6.6.6"),
+                ("X-Arr-Ssl", "on"),
+                ("Proxy-Anything", "x"),
+            ],
+            backend: Some(&[
+                Cgi("HTTP_X_SUCURI_CLIENTIP", &[]),
+                Cgi("HTTP_INCAP_CLIENT_IP", &[]),
+                Cgi("HTTP_PROXY_CLIENT_IP", &[]),
+                Cgi("HTTP_WL_PROXY_CLIENT_IP", &[]),
+                Cgi("HTTP_REMOTE_ADDR", &[]),
+                Cgi("HTTP_X_ARR_SSL", &[]),
+                Cgi("HTTP_PROXY_ANYTHING", &[]),
+            ]),
+            ..row("more client-IP and https claims, and any Proxy-*", Plain, H1, T)
+        },
+        Row {
+            headers: &[("Host", "example.com:443")],
+            backend: Some(&[
+                Cgi("HTTP_HOST", &["example.com"]),
+                Cgi("HTTP_X_FORWARDED_PORT", &["80"]),
+                Cgi("HTTP_X_FORWARDED_PROTO", &["http"]),
+            ]),
+            ..row("Host :443 on plain http cannot become SERVER_PORT 443", Plain, H1, U)
+        },
+        Row {
+            headers: &[("Host", "example.com.:8443")],
+            backend: Some(&[
+                Cgi("HTTP_HOST", &["example.com:8443"]),
+                Cgi("HTTP_X_FORWARDED_PORT", &["8443"]),
+            ]),
+            ..row("other ports stay, the trailing dot goes", Plain, H1, U)
+        },
+        Row {
+            headers: &[("Host", "staging.example.com.")],
+            status: 401,
+            backend: None,
+            ..row("a host rule is not bypassed with a trailing dot", HostRule, H1, U)
+        },
+        Row {
+            headers: &[("Host", "STAGING.Example.com.:80")],
+            status: 401,
+            backend: None,
+            ..row("nor with case and :80", HostRule, H1, U)
+        },
+        Row {
+            target: "https://staging.example.com./wp-admin/",
+            status: 401,
+            backend: None,
+            ..row("nor over HTTP/2 (:authority)", HostRule, H2, U)
+        },
+        Row {
+            headers: &[("Host", "example.com.")],
+            backend: Some(&[Cgi("HTTP_HOST", &["example.com"])]),
+            ..row("other hosts are not asked for the password", HostRule, H1, U)
+        },
+        Row {
+            headers: &[("Host", "staging..example.com")],
+            status: 400,
+            backend: None,
+            ..row("empty labels are malformed", HostRule, H1, U)
+        },
         // 6. Smaller holes.
         Row {
             headers: &[("Host", "example.com:99999")],
@@ -419,6 +489,7 @@ struct Gates {
     plain: (Gate, RawBackend),
     locked: (Gate, RawBackend),
     underscores: (Gate, RawBackend),
+    host_rule: (Gate, RawBackend),
 }
 
 async fn gates() -> Gates {
@@ -431,6 +502,8 @@ async fn gates() -> Gates {
         .output()
         .expect("htpasswd not found: run the README's test command (.ci/run), which installs apache2-utils");
     std::fs::write(dir.path().join("htpasswd"), &line.stdout).unwrap();
+    let host_dir = tempfile::tempdir().unwrap();
+    std::fs::write(host_dir.path().join("htpasswd"), &line.stdout).unwrap();
     let locked = Gate::start_in(
         dir,
         &format!(
@@ -445,7 +518,17 @@ async fn gates() -> Gates {
         &format!("{TRUST}[limits]\nallow_underscores_in_headers = true\n"),
     )
     .await;
+    let host_backend = RawBackend::start(RawReply::Ok).await;
+    let host_rule = Gate::start_in(
+        host_dir,
+        &format!(
+            "[listen]\nhttp = [\"127.0.0.1:0\"]\nhttps = [\"127.0.0.1:0\"]\n[backend]\nurl = \"{}\"\n[[access]]\nprefix = \"/\"\nhost = \"staging.example.com\"\nhtpasswd = \"htpasswd\"\n",
+            host_backend.url()
+        ),
+    )
+    .await;
     Gates {
+        host_rule: (host_rule, host_backend),
         plain: (plain, plain_backend),
         locked: (locked, locked_backend),
         underscores: (underscores, underscores_backend),
@@ -478,9 +561,12 @@ async fn send_row(gate: &Gate, r: &Row) -> u16 {
         H2 => {
             let mut sender =
                 h2_tls(r.src, gate.https(), insecure_client(&[b"h2"]), "localhost").await;
-            let mut b = Request::builder()
-                .method(r.method)
-                .uri(format!("https://example.com{}", r.target));
+            let uri = if r.target.starts_with("https://") {
+                r.target.to_string()
+            } else {
+                format!("https://example.com{}", r.target)
+            };
+            let mut b = Request::builder().method(r.method).uri(uri);
             for (n, v) in r.headers {
                 b = b.header(*n, *v);
             }
@@ -564,12 +650,28 @@ async fn what_reaches_php_is_never_forgeable() {
         headers: Box::leak(vec![("X-Big", big(60 * 1024))].into_boxed_slice()),
         ..row("a 60 KiB header under the limit", Plain, H1, U)
     });
+    rows.push(Row {
+        headers: Box::leak(vec![("x-big", big(60 * 1024))].into_boxed_slice()),
+        ..row("a 60 KiB header under the limit over HTTP/2", Plain, H2, U)
+    });
+    rows.push(Row {
+        headers: Box::leak(vec![("X_Pad", big(70 * 1024))].into_boxed_slice()),
+        status: 431,
+        backend: None,
+        ..row(
+            "a dropped field still counts toward the head limit",
+            Plain,
+            H1,
+            U,
+        )
+    });
     let mut failures = Vec::new();
     for r in &rows {
         let (gate, backend) = match r.setup {
             Plain => &g.plain,
             Locked => &g.locked,
             Underscores => &g.underscores,
+            HostRule => &g.host_rule,
         };
         backend.take();
         let status = send_row(gate, r).await;
