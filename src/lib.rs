@@ -8,6 +8,7 @@
 pub mod access;
 pub mod access_log;
 pub mod admin;
+pub mod body;
 pub mod check;
 pub mod config;
 pub mod diag;

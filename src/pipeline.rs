@@ -155,6 +155,8 @@ pub enum Route {
     Options,
     /// TRACE and CONNECT: 405.
     MethodNotAllowed,
+    /// The client stalled while sending its body: 408.
+    BodyTimeout,
 }
 
 impl Route {
@@ -172,6 +174,7 @@ impl Route {
             Route::Echo => "echo",
             Route::Options => "options",
             Route::MethodNotAllowed => "method_not_allowed",
+            Route::BodyTimeout => "body_timeout",
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
@@ -22,6 +22,7 @@ use tracing::{debug, info, warn};
 
 use crate::access::{self, AccessRule};
 use crate::access_log::{AccessRecord, Format};
+use crate::body::{data_len, BodyLimits, BodyState, ForwardBody, Prepared};
 use crate::config::AcmeMode;
 use crate::diag::{self, CloudflareMode};
 use crate::echo;
@@ -57,75 +58,6 @@ pub fn text_response(status: StatusCode, message: &str) -> Response<ProxyBody> {
     resp
 }
 
-/// The request body on its way to the backend, counted for the access log's `bytes_in`, and cut
-/// off with an error past `[[limits.body]]` (the request then ends as 413).
-pub struct CountedBody {
-    /// `None`: no body is passed on (the ACME exemption), whatever the visitor sent.
-    inner: Option<Incoming>,
-    count: Arc<AtomicU64>,
-    limit: Option<u64>,
-    state: Arc<BodyState>,
-}
-
-/// How the request body ended, when forwarding failed: it decides 413 / 400 / 502.
-#[derive(Default)]
-struct BodyState {
-    exceeded: std::sync::atomic::AtomicBool,
-    client_failed: std::sync::atomic::AtomicBool,
-}
-
-/// The size of a polled data frame, for the byte counters.
-fn data_len<E>(polled: &Poll<Option<Result<Frame<Bytes>, E>>>) -> Option<u64> {
-    match polled {
-        Poll::Ready(Some(Ok(frame))) => frame.data_ref().map(|d| d.len() as u64),
-        _ => None,
-    }
-}
-
-/// The body went past its `[[limits.body]]` maximum.
-#[derive(Debug, thiserror::Error)]
-#[error("request body larger than the configured limit")]
-pub struct BodyTooLarge;
-
-impl Body for CountedBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        let Some(inner) = this.inner.as_mut() else {
-            return Poll::Ready(None);
-        };
-        let polled = Pin::new(inner).poll_frame(cx);
-        if let Some(len) = data_len(&polled) {
-            let total = this.count.fetch_add(len, Ordering::Relaxed) + len;
-            if this.limit.is_some_and(|max| total > max) {
-                this.state.exceeded.store(true, Ordering::Relaxed);
-                return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
-            }
-        }
-        if let Poll::Ready(Some(Err(_))) = &polled {
-            // The visitor sent a broken body (bad chunk size, early close): their fault, not
-            // the backend's.
-            this.state.client_failed.store(true, Ordering::Relaxed);
-        }
-        polled.map(|f| f.map(|r| r.map_err(BoxError::from)))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(Body::is_end_stream)
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner
-            .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
-    }
-}
-
 /// What is known about one request while it runs; becomes an [`AccessRecord`] when the
 /// response body is finished (or abandoned).
 struct RequestRecord {
@@ -142,7 +74,8 @@ struct RequestRecord {
     scheme: Scheme,
     route: Route,
     status: u16,
-    bytes_in: Arc<AtomicU64>,
+    /// The request body's progress, once it is read (bytes in, how it ended).
+    body: Option<Arc<BodyState>>,
     upstream: Option<Duration>,
     upstream_status: Option<u16>,
     upstream_error: Option<&'static str>,
@@ -216,7 +149,7 @@ pub async fn handle(
         scheme: decision.visitor.scheme,
         route: decision.route,
         status: 0,
-        bytes_in: Arc::new(AtomicU64::new(0)),
+        body: None,
         upstream: None,
         upstream_status: None,
         upstream_error: None,
@@ -312,94 +245,119 @@ pub async fn handle(
                 resp
             } else {
                 let body_state = Arc::new(BodyState::default());
-                let body = CountedBody {
-                    inner: send_body.then_some(body),
-                    count: record.bytes_in.clone(),
-                    limit: *body_limit,
-                    state: body_state.clone(),
+                record.body = Some(body_state.clone());
+                let limits = &runtime.config.limits;
+                let body_limits = BodyLimits {
+                    buffer: limits.request_buffer,
+                    buffer_total: usize::try_from(limits.request_buffer_total)
+                        .unwrap_or(usize::MAX),
+                    read_timeout: limits.body_read_timeout,
+                    max: *body_limit,
                 };
-                let mut req = Request::from_parts(parts, body);
-                let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-                let sent = Instant::now();
-                match upstream.send(*upstream_choice, req).await {
-                    Ok(resp)
-                        if resp.status() == StatusCode::SWITCHING_PROTOCOLS
-                            && !pipeline::switch_accepted(upgrade.as_ref(), resp.headers()) =>
-                    {
-                        record.upstream = Some(sent.elapsed());
-                        record.upstream_status = Some(101);
-                        record.upstream_error = Some("unrequested_upgrade");
-                        shared.metrics.upstream_error("unrequested_upgrade");
-                        if let Some(n) = shared.diag.allow("unrequested-upgrade") {
-                            warn!(
-                                switched_to = ?resp.headers().get(http::header::UPGRADE),
-                                requested = ?upgrade,
-                                occurrences = n,
-                                "the backend answered 101 Switching Protocols to a protocol that was not requested; refused with 502 and the connection closed (a raw tunnel would bypass every access rule)"
-                            );
-                        }
-                        drop(resp);
-                        let mut resp = text_response(
-                            StatusCode::BAD_GATEWAY,
-                            status_message(StatusCode::BAD_GATEWAY),
-                        );
-                        resp.headers_mut()
-                            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-                        resp
-                    }
-                    Ok(mut resp) => {
-                        record.upstream = Some(sent.elapsed());
-                        record.upstream_status = Some(resp.status().as_u16());
-                        shared.metrics.observe_upstream(sent.elapsed());
-                        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-                            if let Some(client_side) = client_upgrade {
-                                tunnel(client_side, hyper::upgrade::on(&mut resp));
+                let prepared = if *send_body {
+                    ForwardBody::prepare(
+                        body,
+                        body_limits,
+                        &shared.buffer_budget,
+                        body_state.clone(),
+                    )
+                    .await
+                } else {
+                    Prepared::Body(ForwardBody::empty(body_state.clone(), body_limits))
+                };
+                let body = match prepared {
+                    Prepared::Body(b) => Ok(b),
+                    Prepared::Stalled => Err(body_stalled(&mut record, limits.body_read_timeout)),
+                    Prepared::TooLarge => Err(body_too_large(&mut record, *body_limit)),
+                    Prepared::Broken => Err(body_broken(&mut record)),
+                };
+                match body {
+                    Err(resp) => resp,
+                    Ok(body) => {
+                        let mut req = Request::from_parts(parts, body);
+                        let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+                        let sent = Instant::now();
+                        match upstream.send(*upstream_choice, req, &body_state).await {
+                            Ok(resp)
+                                if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+                                    && !pipeline::switch_accepted(
+                                        upgrade.as_ref(),
+                                        resp.headers(),
+                                    ) =>
+                            {
+                                record.upstream = Some(sent.elapsed());
+                                record.upstream_status = Some(101);
+                                record.upstream_error = Some("unrequested_upgrade");
+                                shared.metrics.upstream_error("unrequested_upgrade");
+                                if let Some(n) = shared.diag.allow("unrequested-upgrade") {
+                                    warn!(
+                                        switched_to = ?resp.headers().get(http::header::UPGRADE),
+                                        requested = ?upgrade,
+                                        occurrences = n,
+                                        "the backend answered 101 Switching Protocols to a protocol that was not requested; refused with 502 and the connection closed (a raw tunnel would bypass every access rule)"
+                                    );
+                                }
+                                drop(resp);
+                                let mut resp = text_response(
+                                    StatusCode::BAD_GATEWAY,
+                                    status_message(StatusCode::BAD_GATEWAY),
+                                );
+                                resp.headers_mut().insert(
+                                    http::header::CONNECTION,
+                                    HeaderValue::from_static("close"),
+                                );
+                                resp
+                            }
+                            Ok(mut resp) => {
+                                record.upstream = Some(sent.elapsed());
+                                record.upstream_status = Some(resp.status().as_u16());
+                                shared.metrics.observe_upstream(sent.elapsed());
+                                if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                                    if let Some(client_side) = client_upgrade {
+                                        tunnel(client_side, hyper::upgrade::on(&mut resp));
+                                    }
+                                }
+                                let (mut head, body) = resp.into_parts();
+                                // A proxy answers with its own HTTP version (RFC 9110 §6.2): an
+                                // HTTP/1.0 backend must not turn the visitor's keep-alive connection
+                                // into HTTP/1.0 and close it.
+                                head.version = Version::HTTP_11;
+                                pipeline::rewrite_response(
+                                    pipeline_cfg,
+                                    &decision,
+                                    head.status,
+                                    &mut head.headers,
+                                );
+                                if head.status.is_redirection() {
+                                    diagnose_redirect(
+                                        &shared,
+                                        &decision,
+                                        &head.headers,
+                                        &original_target,
+                                        &runtime,
+                                    );
+                                }
+                                Response::from_parts(head, body.map_err(BoxError::from).boxed())
+                            }
+                            Err(_) if body_state.stalled.load(Ordering::Relaxed) => {
+                                body_stalled(&mut record, limits.body_read_timeout)
+                            }
+                            Err(_) if body_state.client_failed.load(Ordering::Relaxed) => {
+                                body_broken(&mut record)
+                            }
+                            Err(_) if body_state.exceeded.load(Ordering::Relaxed) => {
+                                body_too_large(&mut record, *body_limit)
+                            }
+                            Err(e) => {
+                                record.upstream = Some(sent.elapsed());
+                                record.upstream_error = Some(e.kind());
+                                shared.metrics.upstream_error(e.kind());
+                                if let Some(n) = shared.diag.allow(e.kind()) {
+                                    warn!(error = %e, occurrences = n, "backend request failed; visitors get {}", e.status().as_u16());
+                                }
+                                text_response(e.status(), status_message(e.status()))
                             }
                         }
-                        let (mut head, body) = resp.into_parts();
-                        // A proxy answers with its own HTTP version (RFC 9110 §6.2): an
-                        // HTTP/1.0 backend must not turn the visitor's keep-alive connection
-                        // into HTTP/1.0 and close it.
-                        head.version = Version::HTTP_11;
-                        pipeline::rewrite_response(
-                            pipeline_cfg,
-                            &decision,
-                            head.status,
-                            &mut head.headers,
-                        );
-                        if head.status.is_redirection() {
-                            diagnose_redirect(
-                                &shared,
-                                &decision,
-                                &head.headers,
-                                &original_target,
-                                &runtime,
-                            );
-                        }
-                        Response::from_parts(head, body.map_err(BoxError::from).boxed())
-                    }
-                    Err(_) if body_state.client_failed.load(Ordering::Relaxed) => {
-                        record.route = Route::BadRequest;
-                        info!(client = %record.client_ip, path = %record.path, "malformed or truncated request body: 400");
-                        let mut resp =
-                            text_response(StatusCode::BAD_REQUEST, "Malformed request body.");
-                        resp.headers_mut()
-                            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-                        resp
-                    }
-                    Err(_) if body_state.exceeded.load(Ordering::Relaxed) => {
-                        record.route = Route::TooLarge;
-                        info!(client = %record.client_ip, path = %record.path, limit = body_limit.unwrap_or(0), "request body over its [[limits.body]] maximum: 413");
-                        text_response(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large.")
-                    }
-                    Err(e) => {
-                        record.upstream = Some(sent.elapsed());
-                        record.upstream_error = Some(e.kind());
-                        shared.metrics.upstream_error(e.kind());
-                        if let Some(n) = shared.diag.allow(e.kind()) {
-                            warn!(error = %e, occurrences = n, "backend request failed; visitors get {}", e.status().as_u16());
-                        }
-                        text_response(e.status(), status_message(e.status()))
                     }
                 }
             }
@@ -543,6 +501,36 @@ fn diagnose_redirect(
             );
         }
     }
+}
+
+/// 408: the client stalled in the middle of its body; nothing more is read from the connection.
+fn body_stalled(record: &mut RequestRecord, after: Duration) -> Response<ProxyBody> {
+    record.route = Route::BodyTimeout;
+    info!(client = %record.client_ip, path = %record.path, timeout = ?after, "the client stopped sending its request body (limits.body_read_timeout): 408, the backend connection released");
+    let mut resp = text_response(StatusCode::REQUEST_TIMEOUT, "Request body timed out.");
+    resp.headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+/// 413 for a body over `[[limits.body]]` (found while reading it).
+fn body_too_large(record: &mut RequestRecord, limit: Option<u64>) -> Response<ProxyBody> {
+    record.route = Route::TooLarge;
+    info!(client = %record.client_ip, path = %record.path, limit = limit.unwrap_or(0), "request body over its [[limits.body]] maximum: 413");
+    let mut resp = text_response(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large.");
+    resp.headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+/// 400 for a malformed or truncated body (bad chunk size, early close): the client's fault.
+fn body_broken(record: &mut RequestRecord) -> Response<ProxyBody> {
+    record.route = Route::BadRequest;
+    info!(client = %record.client_ip, path = %record.path, "malformed or truncated request body: 400");
+    let mut resp = text_response(StatusCode::BAD_REQUEST, "Malformed request body.");
+    resp.headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    resp
 }
 
 fn status_message(status: StatusCode) -> &'static str {
@@ -852,7 +840,10 @@ impl Drop for LoggedBody {
             query: r.query,
             version: version_str(r.version),
             status: r.status,
-            bytes_in: r.bytes_in.load(Ordering::Relaxed),
+            bytes_in: r
+                .body
+                .as_ref()
+                .map_or(0, |b| b.count.load(Ordering::Relaxed)),
             bytes_out: self.bytes,
             duration,
             upstream: r.upstream,

@@ -80,6 +80,8 @@ pub struct Shared {
     pub metrics: Metrics,
     pub access_log: AccessLog,
     pub diag: Diag,
+    /// Memory held by buffered request bodies (`limits.request_buffer_total`).
+    pub buffer_budget: Arc<crate::body::BufferBudget>,
 }
 
 impl Shared {
@@ -90,6 +92,7 @@ impl Shared {
             metrics: Metrics::new(),
             access_log,
             diag: Diag::default(),
+            buffer_budget: Arc::default(),
         })
     }
 }

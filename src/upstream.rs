@@ -17,9 +17,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
+use crate::body::{BodyState, ForwardBody};
 use crate::config::{BackendConfig, BackendTarget};
 use crate::pipeline::UpstreamChoice;
-use crate::proxy::CountedBody;
 use crate::tls::provider;
 
 /// Why a request to the backend failed; decides 502 vs 504 and carries the operator's hint.
@@ -64,7 +64,7 @@ impl UpstreamError {
 /// The pooled client and the backend addresses. Cloning shares the pool.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, CountedBody>,
+    client: Client<HttpsConnector<HttpConnector>, ForwardBody>,
     primary: Option<Uri>,
     https: Option<Uri>,
     acme: Option<Uri>,
@@ -152,7 +152,8 @@ impl Upstream {
     pub async fn send(
         &self,
         choice: UpstreamChoice,
-        mut req: Request<CountedBody>,
+        mut req: Request<ForwardBody>,
+        body: &BodyState,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let backend = self.describe(choice);
         let Some(base) = self.base(choice) else {
@@ -177,14 +178,36 @@ impl Upstream {
         })?;
         // The backend hop is HTTP/1.1 whatever the visitor spoke (h2 visitors included).
         *req.version_mut() = Version::HTTP_11;
-        match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
-            Err(_) => Err(UpstreamError::ResponseTimeout {
-                backend,
-                after: self.response_timeout,
-            }),
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => Err(classify(e, backend, self.connect_timeout)),
-        }
+        let exchange = self.client.request(req);
+        tokio::pin!(exchange);
+        // `backend.response_timeout` counts from the end of the request body: while the client is
+        // still sending (a long upload), the backend is not late. The client's own pace is bounded
+        // by `limits.body_read_timeout`; a backend that stops *reading* the body is caught by the
+        // same response timeout, counted from the last body bytes it took.
+        let timeout = self.response_timeout;
+        let timed_out = || UpstreamError::ResponseTimeout {
+            backend: backend.clone(),
+            after: timeout,
+        };
+        let result = loop {
+            if body.is_done() {
+                match tokio::time::timeout(timeout, exchange.as_mut()).await {
+                    Ok(r) => break r,
+                    Err(_) => return Err(timed_out()),
+                }
+            }
+            let stuck_at = body.last_progress() + timeout;
+            tokio::select! {
+                r = exchange.as_mut() => break r,
+                () = body.finished() => {}
+                () = tokio::time::sleep_until(stuck_at.into()) => {
+                    if body.last_progress() + timeout <= std::time::Instant::now() && !body.is_done() {
+                        return Err(timed_out());
+                    }
+                }
+            }
+        };
+        result.map_err(|e| classify(e, backend, self.connect_timeout))
     }
 }
 

@@ -297,6 +297,70 @@ def idle_memory(name, port, conns=2000):
     return (after - before) * 1024 / conns
 
 
+def silent_memory(name, port, conns=2000):
+    """Memory per TCP connection that is accepted and then never sends a byte."""
+    pids = pids_of(name)
+    before = rss_mib(pids)
+    socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(conns)]
+    time.sleep(1.0)  # let every accept and its first read attempt happen
+    after = rss_mib(pids)
+    for s in socks:
+        s.close()
+    return (after - before) * 1024 / conns
+
+
+def peak_1m(name, port, conns=256, seconds=5):
+    """Peak RSS (all the server's processes) while `conns` clients download 1 MiB responses."""
+    import threading
+    pids = pids_of(name)
+    peak = {"mib": rss_mib(pids)}
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak["mib"] = max(peak["mib"], rss_mib(pids))
+            time.sleep(0.05)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    try:
+        res = run_wrk(port, "/1m", conns, seconds)
+    finally:
+        done.set()
+        t.join(timeout=5)
+    return {"peak_mib": peak["mib"], "rps": res["rps"]}
+
+
+def memory_only(binary):
+    """The connection-memory cells beside nginx, without the throughput rounds. Every cell runs on
+    freshly started servers (after a one-second warm-up), so one cell's freed memory cannot hide
+    the next one's growth."""
+    write_files()
+    global SERVERS
+    SERVERS = {n: v for n, v in SERVERS.items() if n in ("direct", "origin-gate", "nginx")}
+    cells = [("idle_keepalive_kib", idle_memory), ("silent_kib", silent_memory), ("peak_1m_256", peak_1m)]
+    out = {"origin-gate": {}, "nginx": {}}
+    for key, cell in cells:
+        start_all(binary)
+        try:
+            for n in ("origin-gate", "nginx"):
+                run_wrk(SERVERS[n][0], "/1k", 16, 1)
+                out[n][key] = cell(n, SERVERS[n][0])
+        finally:
+            stop_all()
+    print()
+    print(f"Date: {time.strftime('%Y-%m-%d')}; machine: {os.cpu_count()} cores; fresh servers per cell, one run")
+    print()
+    print("| cell | origin-gate | nginx | ratio |")
+    print("| --- | ---: | ---: | ---: |")
+    og, ng = out["origin-gate"], out["nginx"]
+    print(f"| 2000 idle keep-alive connections, RSS KiB per connection | {og['idle_keepalive_kib']:.2f} | {ng['idle_keepalive_kib']:.2f} | – |")
+    print(f"| 2000 silent connections, RSS KiB per connection | {og['silent_kib']:.2f} | {ng['silent_kib']:.2f} | – |")
+    print(f"| peak RSS MiB, 256 concurrent 1 MiB responses | {og['peak_1m_256']['peak_mib']:.0f} | {ng['peak_1m_256']['peak_mib']:.0f} | {og['peak_1m_256']['peak_mib'] / ng['peak_1m_256']['peak_mib']:.2f}x |")
+    print(f"| req/s in that cell | {og['peak_1m_256']['rps']:.0f} | {ng['peak_1m_256']['rps']:.0f} | {og['peak_1m_256']['rps'] / ng['peak_1m_256']['rps']:.2f}x |")
+    Path(WORK / "memory.json").write_text(json.dumps(out, indent=1))
+
+
 def upload_memory(binary, size=1 << 30):
     """Peak RSS growth of a fresh origin-gate while a 1 GiB chunked upload streams through it to
     a backend that reads and discards the body."""
@@ -356,7 +420,11 @@ def main():
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--binary", default=str(ROOT / "target/release/origin-gate"))
     ap.add_argument("--json", default=str(WORK / "results.json"))
+    ap.add_argument("--only", choices=["memory"], help="run only the connection-memory cells (origin-gate beside nginx)")
     args = ap.parse_args()
+    if args.only == "memory":
+        memory_only(args.binary)
+        return
     write_files()
     start_all(args.binary)
     names = [n for n in SERVERS]

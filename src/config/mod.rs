@@ -190,6 +190,12 @@ pub struct Limits {
     pub allow_underscores_in_headers: bool,
     /// Lower-case protocol names an `Upgrade` may ask for (default `["websocket"]`).
     pub upgrade_protocols: Vec<String>,
+    /// Bodies up to this size are read whole before the backend is contacted (0: never).
+    pub request_buffer: u64,
+    /// Process-wide memory for buffered bodies; past it, bodies stream.
+    pub request_buffer_total: u64,
+    /// The most time between two reads of a request body (408 / the stream is cut).
+    pub body_read_timeout: Duration,
 }
 
 /// `[log]` beyond the level.
@@ -435,6 +441,33 @@ impl Validator<'_> {
                     key,
                     format!(
                         "{:?} is not a duration; write it like \"30s\", \"500ms\" or \"2m\"",
+                        raw.get_ref()
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    /// A size like "1MiB" or "64MiB"; `zero_ok` allows "0" (a feature turned off).
+    fn size(&mut self, raw: Option<&Text>, key: &str, default: u64, zero_ok: bool) -> u64 {
+        let Some(raw) = raw else { return default };
+        match raw.get_ref().parse::<bytesize::ByteSize>() {
+            Ok(b) if b.as_u64() == 0 && !zero_ok => {
+                self.problem(
+                    raw,
+                    key,
+                    format!("{:?} must be more than zero", raw.get_ref()),
+                );
+                default
+            }
+            Ok(b) => b.as_u64(),
+            Err(_) => {
+                self.problem(
+                    raw,
+                    key,
+                    format!(
+                        "{:?} is not a size; write it like \"1MiB\" or \"64MiB\"",
                         raw.get_ref()
                     ),
                 );
@@ -693,6 +726,23 @@ impl Validator<'_> {
             ),
             allow_underscores_in_headers: raw.limits.allow_underscores_in_headers.unwrap_or(false),
             upgrade_protocols: self.upgrade_protocols(raw.limits.upgrade_protocols.as_ref()),
+            request_buffer: self.size(
+                raw.limits.request_buffer.as_ref(),
+                "limits.request_buffer",
+                1 << 20,
+                true,
+            ),
+            request_buffer_total: self.size(
+                raw.limits.request_buffer_total.as_ref(),
+                "limits.request_buffer_total",
+                64 << 20,
+                false,
+            ),
+            body_read_timeout: self.duration(
+                raw.limits.body_read_timeout.as_ref(),
+                "limits.body_read_timeout",
+                Duration::from_secs(60),
+            ),
         };
         let shutdown_grace = self.duration(
             raw.shutdown.grace.as_ref(),

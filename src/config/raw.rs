@@ -124,6 +124,9 @@ pub struct RawLimits {
     pub header_read_timeout: Option<Text>,
     pub max_connections: Option<Spanned<i64>>,
     pub allow_underscores_in_headers: Option<bool>,
+    pub request_buffer: Option<Text>,
+    pub request_buffer_total: Option<Text>,
+    pub body_read_timeout: Option<Text>,
     pub upgrade_protocols: Option<TextList>,
 }
 

@@ -30,6 +30,8 @@ pub struct Seen {
     /// Every header line, name exactly as sent.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// When the whole head had arrived.
+    pub head_at: Option<std::time::Instant>,
 }
 
 /// The CGI/1.1 meta-variable a header name becomes in PHP: `HTTP_` + upper case, with `-` (and
@@ -72,6 +74,8 @@ pub struct RawBackend {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
     task: tokio::task::JoinHandle<()>,
+    /// Connections open right now (a readiness signal for "the proxy let go of it").
+    pub open: tokio::sync::watch::Receiver<usize>,
 }
 
 impl RawBackend {
@@ -80,12 +84,33 @@ impl RawBackend {
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let store = seen.clone();
+        let (open_tx, open) = tokio::sync::watch::channel(0usize);
+        let open_tx = Arc::new(open_tx);
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve(stream, reply, store.clone()));
+                open_tx.send_modify(|n| *n += 1);
+                let (store, open_tx) = (store.clone(), open_tx.clone());
+                tokio::spawn(async move {
+                    serve(stream, reply, store).await;
+                    open_tx.send_modify(|n| *n -= 1);
+                });
             }
         });
-        RawBackend { addr, seen, task }
+        RawBackend {
+            addr,
+            seen,
+            task,
+            open,
+        }
+    }
+
+    /// Waits (at most `within`) until no connection from the proxy is open.
+    pub async fn wait_all_closed(&self, within: Duration) -> bool {
+        let mut open = self.open.clone();
+        let closed = tokio::time::timeout(within, open.wait_for(|n| *n == 0))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        closed
     }
 
     pub fn url(&self) -> String {
@@ -116,6 +141,7 @@ async fn serve(mut stream: TcpStream, reply: RawReply, seen: Arc<Mutex<Vec<Seen>
         let mut lines = head.split("\r\n");
         let mut first = lines.next().unwrap_or("").splitn(3, ' ');
         let mut req = Seen {
+            head_at: Some(std::time::Instant::now()),
             method: first.next().unwrap_or("").into(),
             target: first.next().unwrap_or("").into(),
             version: first.next().unwrap_or("").into(),
