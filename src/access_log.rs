@@ -299,6 +299,10 @@ struct SinkState {
     sink: Sink,
     dest: Option<PathBuf>,
     last_warn: Option<Instant>,
+    /// The batch being written; swapped with the pending one, so the two buffers are reused and
+    /// logging allocates nothing in steady state (a fresh buffer per batch, grown by doubling on
+    /// the request threads and freed on this one, left memory behind in the allocator).
+    spare: Vec<u8>,
 }
 
 struct Inner {
@@ -327,6 +331,7 @@ impl AccessLog {
                 sink: Sink::open(&destination),
                 dest: destination,
                 last_warn: None,
+                spare: Vec::with_capacity(FLUSH_BYTES),
             }),
             dropped: AtomicU64::new(0),
         });
@@ -442,21 +447,29 @@ impl Sink {
 
 /// Takes the pending batch and writes it; failures drop the batch's lines and count them.
 fn flush(inner: &Inner) {
-    let (batch, lines) = {
-        let mut p = inner.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let lines = std::mem::take(&mut p.lines);
-        (std::mem::take(&mut p.buf), lines)
-    };
-    if batch.is_empty() {
-        return;
-    }
     let mut s = inner.sink.lock().unwrap_or_else(|e| e.into_inner());
-    if let Err(e) = s.sink.write_all(&batch) {
+    let lines = {
+        let mut p = inner.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if p.buf.is_empty() {
+            return;
+        }
+        std::mem::swap(&mut p.buf, &mut s.spare);
+        std::mem::take(&mut p.lines)
+    };
+    let state = &mut *s;
+    let written = state.sink.write_all(&state.spare);
+    state.spare.clear();
+    if state.spare.capacity() > 4 * FLUSH_BYTES {
+        // A burst grew it; do not keep the peak forever.
+        state.spare.shrink_to(FLUSH_BYTES);
+    }
+    if let Err(e) = written {
         let total = inner.dropped.fetch_add(lines, Ordering::Relaxed) + lines;
-        if s.last_warn
+        if state
+            .last_warn
             .is_none_or(|t| t.elapsed() > Duration::from_secs(10))
         {
-            s.last_warn = Some(Instant::now());
+            state.last_warn = Some(Instant::now());
             tracing::warn!(error = %e, dropped_total = total, "access log write failed (disk full?): lines are dropped and counted, requests continue");
         }
     }

@@ -17,6 +17,7 @@ pub mod echo;
 pub mod forwarded;
 pub mod htpasswd;
 pub mod metrics;
+pub mod park;
 pub mod pipeline;
 pub mod proxy;
 pub mod reload;

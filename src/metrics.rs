@@ -57,6 +57,8 @@ pub struct Metrics {
     pub access_log_dropped: Counter,
     /// Request header names dropped as invalid (underscores, dots …).
     pub dropped_request_headers: Counter,
+    /// Idle connections closed at `limits.max_connections` to make room for new ones.
+    pub shed_connections: Counter,
     /// Unix time of the last response head the backend sent (health check).
     pub backend_last_ok: AtomicI64,
 }
@@ -153,7 +155,14 @@ impl Metrics {
             "Request header fields dropped because their names are not letters, digits and hyphens (limits.allow_underscores_in_headers)",
             dropped_request_headers.clone(),
         );
+        let shed_connections = Counter::default();
+        registry.register(
+            "shed_connections",
+            "Idle (keep-alive or silent) connections closed at limits.max_connections to make room for new ones",
+            shed_connections.clone(),
+        );
         Metrics {
+            shed_connections,
             dropped_request_headers,
             registry,
             requests,

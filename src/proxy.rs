@@ -26,6 +26,7 @@ use crate::body::{data_len, BodyLimits, BodyState, ForwardBody, Prepared};
 use crate::config::AcmeMode;
 use crate::diag::{self, CloudflareMode};
 use crate::echo;
+use crate::park::ConnActivity;
 use crate::pipeline::{self, Action, ConnContext, Decision, Route};
 use crate::state::{Runtime, Shared};
 use crate::upstream::Upstream;
@@ -116,11 +117,29 @@ impl Incoming0 {
 pub async fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnContext>,
+    activity: Arc<ConnActivity>,
     req: Request<Incoming>,
 ) -> Result<Response<LoggedBody>, Infallible> {
     let start = Instant::now();
     let ts = SystemTime::now();
+    activity.request_started();
     let (mut parts, body) = req.into_parts();
+    // Whether the connection can go back to a clean keep-alive state after this request (see
+    // `park`): HTTP/1.1 without `Connection: close`, and a body that is empty or read to its end.
+    let body_empty = body.is_end_stream();
+    if parts.version != Version::HTTP_11
+        || parts
+            .headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .any(|v| {
+                v.as_bytes()
+                    .windows(5)
+                    .any(|w| w.eq_ignore_ascii_case(b"close"))
+            })
+    {
+        activity.mark_dirty();
+    }
     let seen = Incoming0::read(&parts.headers);
     let original_target = parts
         .uri
@@ -313,8 +332,13 @@ pub async fn handle(
                                 record.upstream_status = Some(resp.status().as_u16());
                                 shared.metrics.observe_upstream(sent.elapsed());
                                 if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-                                    if let Some(client_side) = client_upgrade {
-                                        tunnel(client_side, hyper::upgrade::on(&mut resp));
+                                    let backend_side = hyper::upgrade::on(&mut resp);
+                                    if conn.tls.is_none() {
+                                        // Plain HTTP/1.1 runs in parkable sessions: the driver
+                                        // joins the two sides once the 101 is written.
+                                        activity.set_upgrade(backend_side);
+                                    } else if let Some(client_side) = client_upgrade {
+                                        tunnel(client_side, backend_side);
                                     }
                                 }
                                 let (mut head, body) = resp.into_parts();
@@ -379,12 +403,21 @@ pub async fn handle(
         }
     }
     record.status = response.status().as_u16();
+    if response
+        .headers()
+        .get(http::header::CONNECTION)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
+    {
+        activity.mark_dirty();
+    }
     Ok(response.map(|inner| LoggedBody {
         inner,
         bytes: 0,
         record: Some(record),
         shared,
         runtime,
+        activity,
+        body_empty,
     }))
 }
 
@@ -768,6 +801,9 @@ pub struct LoggedBody {
     record: Option<RequestRecord>,
     shared: Arc<Shared>,
     runtime: Arc<Runtime>,
+    activity: Arc<ConnActivity>,
+    /// The request had no body at all.
+    body_empty: bool,
 }
 
 impl Body for LoggedBody {
@@ -806,6 +842,12 @@ fn version_str(v: Version) -> &'static str {
 impl Drop for LoggedBody {
     fn drop(&mut self) {
         let Some(r) = self.record.take() else { return };
+        let body_read = self.body_empty || r.body.as_ref().is_some_and(|b| b.is_done());
+        if !body_read {
+            // hyper drains or closes; this session must not be resumed on unread bytes.
+            self.activity.mark_dirty();
+        }
+        self.activity.request_finished();
         let duration = r.start.elapsed();
         self.shared
             .metrics

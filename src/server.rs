@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, Problem};
+use crate::park::{self, ConnActivity};
 use crate::pipeline::{ConnContext, TlsInfo};
 use crate::proxy;
 use crate::reload::{log_alarms, Reloader};
@@ -245,10 +246,17 @@ async fn worker(
             stop: stop.clone(),
         })));
     }
+    let shedder = {
+        let shared = shared.clone();
+        tokio::spawn(park::shedder(move || {
+            shared.metrics.shed_connections.inc();
+        }))
+    };
     let _ = ready.send(());
     for l in loops {
         let _ = l.await;
     }
+    shedder.abort();
     tracker.close();
     let grace = shared.runtime.load().config.shutdown_grace;
     match tokio::time::timeout(grace, tracker.wait()).await {
@@ -334,17 +342,6 @@ struct AcceptLoop {
 
 async fn accept_loop(mut l: AcceptLoop) {
     loop {
-        // Backpressure: at max_connections we stop accepting (the kernel backlog holds the rest)
-        // instead of accepting and dropping.
-        if l.limit.available_permits() == 0 {
-            if let Some(n) = l.shared.diag.allow("max-connections") {
-                warn!(occurrences = n, "limits.max_connections reached: new connections wait in the kernel backlog until others close");
-            }
-        }
-        let permit = tokio::select! {
-            p = l.limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = l.stop.changed() => return,
-        };
         let accepted = tokio::select! {
             r = l.listener.accept() => r,
             _ = l.stop.changed() => return,
@@ -357,9 +354,30 @@ async fn accept_loop(mut l: AcceptLoop) {
                 if let Some(n) = l.shared.diag.allow("accept") {
                     warn!(error = %e, occurrences = n, "accept failed (out of file descriptors? raise LimitNOFILE / ulimit -n); pausing new connections for 100ms, open ones continue");
                 }
-                drop(permit);
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
+            }
+        };
+        let permit = match l.limit.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                // Overload: make room by closing the oldest idle connection (keep-alive or
+                // silent) instead of leaving this visitor in the backlog behind them.
+                let shed = park::shed_oldest() || park::shed_elsewhere();
+                if shed {
+                    l.shared.metrics.shed_connections.inc();
+                }
+                if let Some(n) = l.shared.diag.allow("max-connections") {
+                    if shed {
+                        warn!(occurrences = n, "limits.max_connections reached: closing the oldest idle connections to make room for new ones");
+                    } else {
+                        warn!(occurrences = n, "limits.max_connections reached and every connection is busy: new connections wait until others close");
+                    }
+                }
+                tokio::select! {
+                    p = l.limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+                    _ = l.stop.changed() => return,
+                }
             }
         };
         let _ = stream.set_nodelay(true);
@@ -369,11 +387,15 @@ async fn accept_loop(mut l: AcceptLoop) {
             scheme: l.scheme,
             shared: l.shared.clone(),
             stop: l.stop.clone(),
+            activity: Arc::new(ConnActivity::default()),
+            _permit: permit,
         };
-        l.tracker.spawn(async move {
-            serve_connection(conn).await;
-            drop(permit);
-        });
+        // Each kind in a task of its own size: a parked plain connection is one small
+        // allocation (see `serve_plain`).
+        match l.scheme {
+            Scheme::Http => l.tracker.spawn(serve_plain(conn)),
+            Scheme::Https => l.tracker.spawn(serve_tls_connection(conn)),
+        };
     }
 }
 
@@ -384,113 +406,185 @@ struct Conn {
     scheme: Scheme,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
+    activity: Arc<ConnActivity>,
+    /// This connection's place under `limits.max_connections`, given back when it ends.
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
-async fn serve_connection(c: Conn) {
-    let Conn {
-        stream,
-        peer,
-        scheme,
-        shared,
-        stop,
-    } = c;
-    // New connections use the configuration current at accept time.
-    let runtime = shared.runtime.load_full();
-    let limits = &runtime.config.limits;
-    let _open = shared.metrics.connection(scheme);
-    let local = stream
-        .local_addr()
-        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+/// How connections are served. Until its first byte it is parked (holding only its socket: hyper and
+/// rustls allocate their buffers on their first read), closed after `limits.header_read_timeout`
+/// of silence or when shed; then plain HTTP/1.1 is served in sessions that park between requests
+/// (`park`), TLS as one hyper connection (HTTP/2 or HTTP/1.1) in its own allocation.
+/// TLS: parked until the first byte (the ClientHello), then the handshake and hyper in their own
+/// allocation.
+async fn serve_tls_connection(mut c: Conn) {
+    // One deadline for the whole handshake, counted from accept: the silent wait included.
+    let within = c.shared.runtime.load().config.tls.handshake_timeout;
+    let deadline = tokio::time::Instant::now() + within;
+    if let park::Wake::Close(why) = park::park(&c.stream, &c.activity, within, &mut c.stop).await {
+        if why == "idle" {
+            c.shared.metrics.handshake("timeout");
+            debug!(peer = %c.peer, "TLS handshake timed out (nothing sent)");
+        }
+        return;
+    }
+    Box::pin(serve_tls(c, deadline)).await
+}
+
+fn h1_builder(limits: &crate::config::Limits) -> http1::Builder {
     let mut h1 = http1::Builder::new();
     h1.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes)
         .max_headers(limits.max_headers)
         .keep_alive(true);
-    let service = |ctx: Arc<ConnContext>| {
-        let shared = shared.clone();
-        service_fn(move |req| proxy::handle(shared.clone(), ctx.clone(), req))
-    };
+    h1
+}
 
-    let result = match (scheme, runtime.tls.clone()) {
-        (Scheme::Https, Some(acceptor)) => {
-            let handshake = tokio::time::timeout(
-                runtime.config.tls.handshake_timeout,
-                acceptor.accept(stream),
-            );
-            let tls_stream = match handshake.await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    shared.metrics.handshake("failed");
-                    debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    shared.metrics.handshake("timeout");
-                    debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            shared.metrics.handshake("ok");
-            let session = tls_stream.get_ref().1;
-            let info = TlsInfo {
-                sni: session.server_name().map(Into::into),
-                version: match session.protocol_version() {
-                    Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
-                    Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
-                    _ => "TLS",
-                },
-                client_cert_verified: session.peer_certificates().is_some_and(|c| !c.is_empty()),
-            };
-            let is_h2 = session.alpn_protocol() == Some(b"h2");
-            let ctx = Arc::new(ConnContext::new(peer, local, scheme, Some(info)));
-            let io = TokioIo::new(tls_stream);
-            if is_h2 {
-                let mut h2 = http2::Builder::new(TokioExecutor::new());
-                h2.timer(TokioTimer::new())
-                    .max_concurrent_streams(limits.http2_max_streams)
-                    // HPACK counts 32 bytes more per field than the head's text (RFC 7541
-                    // §4.1); with that allowance the pipeline's own count decides, the same
-                    // for HTTP/2 as for HTTP/1.1.
-                    .max_header_list_size(
-                        u32::try_from(limits.max_header_bytes + 32 * limits.max_headers)
-                            .unwrap_or(u32::MAX),
-                    )
-                    // Rapid reset (CVE-2023-44487): a client that makes the server reset
-                    // streams faster than it can serve them gets GOAWAY (h2 counts both the
-                    // streams a client resets before they are accepted and the ones we reset).
-                    .max_pending_accept_reset_streams(Some(20))
-                    .max_local_error_reset_streams(Some(1024))
-                    // Dead peers are found by PING; idle live ones may stay.
-                    .keep_alive_interval(Some(Duration::from_secs(30)))
-                    .keep_alive_timeout(Duration::from_secs(20));
-                drive(h2.serve_connection(io, service(ctx)), stop, |c| {
-                    c.graceful_shutdown()
-                })
-                .await
-            } else {
-                drive(
-                    h1.serve_connection(io, service(ctx)).with_upgrades(),
-                    stop,
-                    |c| c.graceful_shutdown(),
-                )
-                .await
+fn local_addr(stream: &TcpStream) -> SocketAddr {
+    stream
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
+/// Plain HTTP/1.1 in sessions: each session runs hyper until it is idle in a clean keep-alive
+/// state, then its state is dropped and the connection parks until the next request's first
+/// byte (or `limits.header_read_timeout`, the keep-alive limit).
+async fn serve_plain(c: Conn) {
+    let Conn {
+        stream,
+        peer,
+        scheme,
+        shared,
+        mut stop,
+        activity,
+        _permit,
+    } = c;
+    let runtime = shared.runtime.load_full();
+    let limits = &runtime.config.limits;
+    // Silent until now: parked, holding only the socket (closed after header_read_timeout).
+    if let park::Wake::Close(_) =
+        park::park(&stream, &activity, limits.header_read_timeout, &mut stop).await
+    {
+        return;
+    }
+    let _open = shared.metrics.connection(scheme);
+    let h1 = h1_builder(limits);
+    let ctx = Arc::new(ConnContext::new(peer, local_addr(&stream), scheme, None));
+    let mut stream = stream;
+    let mut leftover = bytes::Bytes::new();
+    loop {
+        let service = {
+            let (shared, ctx, activity) = (shared.clone(), ctx.clone(), activity.clone());
+            service_fn(move |req| {
+                Box::pin(proxy::handle(
+                    shared.clone(),
+                    ctx.clone(),
+                    activity.clone(),
+                    req,
+                ))
+            })
+        };
+        let end = Box::pin(park::session(
+            stream, leftover, &h1, service, &activity, &mut stop,
+        ))
+        .await;
+        let park::SessionEnd::Resume(s, rest) = end else {
+            return;
+        };
+        if rest.is_empty() {
+            match park::park(&s, &activity, limits.header_read_timeout, &mut stop).await {
+                park::Wake::Data => {}
+                park::Wake::Close(_) => return,
             }
         }
-        (Scheme::Https, None) => {
-            error!("TLS listener without TLS state; closing connection");
+        stream = s;
+        leftover = rest;
+    }
+}
+
+/// TLS: the handshake under one deadline, then HTTP/2 or HTTP/1.1 as one hyper connection.
+async fn serve_tls(c: Conn, handshake_deadline: tokio::time::Instant) {
+    let Conn {
+        stream,
+        peer,
+        scheme,
+        shared,
+        stop,
+        activity,
+        _permit,
+    } = c;
+    // New connections use the configuration current at accept time.
+    let runtime = shared.runtime.load_full();
+    let limits = &runtime.config.limits;
+    let _open = shared.metrics.connection(scheme);
+    let local = local_addr(&stream);
+    let Some(acceptor) = runtime.tls.clone() else {
+        error!("TLS listener without TLS state; closing connection");
+        return;
+    };
+    let handshake = tokio::time::timeout_at(handshake_deadline, acceptor.accept(stream));
+    let tls_stream = match handshake.await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            shared.metrics.handshake("failed");
+            debug!(%peer, error = %e, "TLS handshake failed");
             return;
         }
-        (Scheme::Http, _) => {
-            let ctx = Arc::new(ConnContext::new(peer, local, scheme, None));
-            let io = TokioIo::new(stream);
-            drive(
-                h1.serve_connection(io, service(ctx)).with_upgrades(),
-                stop,
-                |c| c.graceful_shutdown(),
-            )
-            .await
+        Err(_) => {
+            shared.metrics.handshake("timeout");
+            debug!(%peer, "TLS handshake timed out");
+            return;
         }
+    };
+    shared.metrics.handshake("ok");
+    let session = tls_stream.get_ref().1;
+    let info = TlsInfo {
+        sni: session.server_name().map(Into::into),
+        version: match session.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            _ => "TLS",
+        },
+        client_cert_verified: session.peer_certificates().is_some_and(|c| !c.is_empty()),
+    };
+    let is_h2 = session.alpn_protocol() == Some(b"h2");
+    let ctx = Arc::new(ConnContext::new(peer, local, scheme, Some(info)));
+    let service =
+        service_fn(move |req| proxy::handle(shared.clone(), ctx.clone(), activity.clone(), req));
+    let io = TokioIo::new(tls_stream);
+    let result = if is_h2 {
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
+            .max_concurrent_streams(limits.http2_max_streams)
+            // HPACK counts 32 bytes more per field than the head's text (RFC 7541
+            // §4.1); with that allowance the pipeline's own count decides, the same
+            // for HTTP/2 as for HTTP/1.1.
+            .max_header_list_size(
+                u32::try_from(limits.max_header_bytes + 32 * limits.max_headers)
+                    .unwrap_or(u32::MAX),
+            )
+            // Rapid reset (CVE-2023-44487): a client that makes the server reset
+            // streams faster than it can serve them gets GOAWAY (h2 counts both the
+            // streams a client resets before they are accepted and the ones we reset).
+            .max_pending_accept_reset_streams(Some(20))
+            .max_local_error_reset_streams(Some(1024))
+            // Dead peers are found by PING; idle live ones may stay.
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .keep_alive_timeout(Duration::from_secs(20));
+        drive(h2.serve_connection(io, service), stop, |c| {
+            c.graceful_shutdown()
+        })
+        .await
+    } else {
+        drive(
+            h1_builder(limits)
+                .serve_connection(io, service)
+                .with_upgrades(),
+            stop,
+            |c| c.graceful_shutdown(),
+        )
+        .await
     };
     if let Err(e) = result {
         debug!(%peer, error = %e, "connection ended with an error");
@@ -573,5 +667,56 @@ pub(crate) fn bind_hint(addr: SocketAddr, e: &io::Error) -> String {
         ),
         io::ErrorKind::AddrNotAvailable => " — that address is not configured on this machine; use 0.0.0.0 / [::] or one of its addresses".into(),
         _ => String::new(),
+    }
+}
+#[cfg(test)]
+mod tests {
+    /// A parked plain connection is one task whose future is this small (hyper's state, ~7 KiB,
+    /// lives in a separate allocation only while a request is served): the regression guard for
+    /// the ≤ 4 KiB per idle connection measured by `benches/load/run.py --only memory`.
+    #[test]
+    fn a_parked_plain_connection_is_one_small_task() {
+        fn size<F: std::future::Future>(_: &F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            panic!("runtime");
+        };
+        rt.block_on(async {
+            let Ok(listener) = tokio::net::TcpListener::bind("127.0.0.1:0").await else {
+                panic!("bind");
+            };
+            let Ok(addr) = listener.local_addr() else {
+                panic!("addr");
+            };
+            let Ok(stream) = tokio::net::TcpStream::connect(addr).await else {
+                panic!("connect");
+            };
+            let Ok(config) = crate::Config::embedded_default() else {
+                panic!("config");
+            };
+            let Ok(runtime) = crate::state::Runtime::build(config, None) else {
+                panic!("runtime state");
+            };
+            let (_tx, stop) = tokio::sync::watch::channel(false);
+            let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
+            let Ok(permit) = limit.try_acquire_owned() else {
+                panic!("permit");
+            };
+            let conn = super::Conn {
+                stream,
+                peer: addr,
+                scheme: crate::Scheme::Http,
+                shared: crate::state::Shared::new(runtime),
+                stop,
+                activity: std::sync::Arc::default(),
+                _permit: permit,
+            };
+            let plain = size(&super::serve_plain(conn));
+            assert!(plain <= 1536, "serve_plain future is {plain} bytes");
+        });
     }
 }

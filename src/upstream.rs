@@ -80,17 +80,36 @@ impl Upstream {
         // Small request heads must not wait for Nagle's algorithm on the loopback hop.
         http.set_nodelay(true);
         http.enforce_http(false);
-        let tls = client_tls_config(cfg.tls_verify)?;
+        // The system's CA roots (~150 certificates parsed, a few MiB per worker) are loaded only
+        // when some backend is reached over https.
+        let https_somewhere = [
+            match &cfg.target {
+                BackendTarget::Url(u) => Some(u),
+                BackendTarget::Echo => None,
+            },
+            cfg.https_url.as_ref(),
+            acme.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|u| u.scheme_str() == Some("https"));
+        let tls = client_tls_config(cfg.tls_verify && https_somewhere)?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .pool_idle_timeout(cfg.idle_timeout)
             .pool_timer(TokioTimer::new())
-            .pool_max_idle_per_host(1024)
-            .build(connector);
+            // Idle backend connections kept per worker: enough for a busy WordPress (php-fpm
+            // rarely has more workers), and each one holds buffers while it waits.
+            .pool_max_idle_per_host(cfg.max_idle_connections)
+            // Bound what one backend connection may buffer (hyper's default grows to ~400 KiB):
+            // 256 concurrent 1 MiB responses must not cost 256 × 400 KiB.
+            .http1_max_buf_size(64 * 1024);
+        let client = builder.build(connector);
         Ok(Upstream {
             client,
             primary: match &cfg.target {

@@ -52,7 +52,7 @@ fn check_names_file_line_key_and_fix_for_each_broken_config() {
         (
             "typo.toml",
             "[backend]\nurll = \"http://127.0.0.1:8080\"\n".into(),
-            vec![format!("{d}/typo.toml:2:1 backend.urll: unknown key (misspelled?); expected one of `url`, `https_url`, `tls_verify`, `connect_timeout`, `response_timeout`, `idle_timeout`")],
+            vec![format!("{d}/typo.toml:2:1 backend.urll: unknown key (misspelled?); expected one of `url`, `https_url`, `tls_verify`, `connect_timeout`, `response_timeout`, `idle_timeout`, `max_idle_connections`")],
         ),
         (
             "syntax.toml",
@@ -77,7 +77,7 @@ fn check_names_file_line_key_and_fix_for_each_broken_config() {
         (
             "server-names-misplaced.toml",
             "[backend]\nurl = \"http://127.0.0.1:8080\"\nserver_names = [\"example.com\"]\n".into(),
-            vec![format!("{d}/server-names-misplaced.toml:3:1 backend.server_names: unknown key (misspelled?); expected one of `url`, `https_url`, `tls_verify`, `connect_timeout`, `response_timeout`, `idle_timeout`; server_names is a top-level key: move it above the first [section]")],
+            vec![format!("{d}/server-names-misplaced.toml:3:1 backend.server_names: unknown key (misspelled?); expected one of `url`, `https_url`, `tls_verify`, `connect_timeout`, `response_timeout`, `idle_timeout`, `max_idle_connections`; server_names is a top-level key: move it above the first [section]")],
         ),
         (
             "missing-cert.toml",

@@ -273,40 +273,45 @@ def run_handshakes(port):
     return 2000 / secs if secs else 0.0
 
 
-def idle_memory(name, port, conns=2000):
+def _keepalive_conn(port):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.settimeout(5)
+    s.sendall(f"GET /1k HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+    got = b""
+    while b"\r\n\r\n" not in got or len(got) < 1024:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    return s
+
+
+def _marginal(name, open_one, conns, first=200):
+    """RSS per connection at the margin: `first` connections are opened (and kept) before the
+    measurement starts, so one-time costs (backend pool, TLS client set-up, allocator heaps) are
+    not divided among the measured ones."""
     pids = pids_of(name)
-    before = rss_mib(pids)
-    socks = []
-    req = f"GET /1k HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
-    for _ in range(conns):
-        s = socket.create_connection(("127.0.0.1", port))
-        s.sendall(req)
-        socks.append(s)
-    for s in socks:
-        s.settimeout(5)
-        got = b""
-        while b"\r\n\r\n" not in got or len(got) < 1024:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            got += chunk
+    held = [open_one() for _ in range(first)]
     time.sleep(0.5)
+    before = rss_mib(pids)
+    held += [open_one() for _ in range(conns)]
+    time.sleep(1.0)
     after = rss_mib(pids)
-    for s in socks:
+    for s in held:
         s.close()
     return (after - before) * 1024 / conns
+
+
+def idle_memory(name, port, conns=2000):
+    """Memory per idle keep-alive connection: each connection makes one request, reads the whole
+    response and stays open. Requests go one at a time, so what is measured is what an idle
+    connection keeps, not the peak of a burst of concurrent requests."""
+    return _marginal(name, lambda: _keepalive_conn(port), conns)
 
 
 def silent_memory(name, port, conns=2000):
     """Memory per TCP connection that is accepted and then never sends a byte."""
-    pids = pids_of(name)
-    before = rss_mib(pids)
-    socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(conns)]
-    time.sleep(1.0)  # let every accept and its first read attempt happen
-    after = rss_mib(pids)
-    for s in socks:
-        s.close()
-    return (after - before) * 1024 / conns
+    return _marginal(name, lambda: socket.create_connection(("127.0.0.1", port)), conns)
 
 
 def peak_1m(name, port, conns=256, seconds=5):
@@ -333,8 +338,8 @@ def peak_1m(name, port, conns=256, seconds=5):
 
 def memory_only(binary):
     """The connection-memory cells beside nginx, without the throughput rounds. Every cell runs on
-    freshly started servers (after a one-second warm-up), so one cell's freed memory cannot hide
-    the next one's growth."""
+    freshly started servers with no warm-up, so no earlier traffic's freed memory can hide a
+    cell's growth."""
     write_files()
     global SERVERS
     SERVERS = {n: v for n, v in SERVERS.items() if n in ("direct", "origin-gate", "nginx")}
@@ -344,7 +349,6 @@ def memory_only(binary):
         start_all(binary)
         try:
             for n in ("origin-gate", "nginx"):
-                run_wrk(SERVERS[n][0], "/1k", 16, 1)
                 out[n][key] = cell(n, SERVERS[n][0])
         finally:
             stop_all()

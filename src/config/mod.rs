@@ -102,6 +102,8 @@ pub struct BackendConfig {
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Idle keep-alive connections to the backend kept per worker thread.
+    pub max_idle_connections: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -1050,7 +1052,14 @@ impl Validator<'_> {
             "backend.idle_timeout",
             Duration::from_secs(90),
         );
+        let max_idle_connections = self.integer(
+            b.max_idle_connections.as_ref(),
+            "backend.max_idle_connections",
+            (0, 4096),
+            64,
+        );
         Some(BackendConfig {
+            max_idle_connections,
             target: target?,
             https_url: https_url?,
             tls_verify: b.tls_verify.unwrap_or(true),

@@ -53,6 +53,7 @@ pub struct RawBackend {
     pub connect_timeout: Option<Text>,
     pub response_timeout: Option<Text>,
     pub idle_timeout: Option<Text>,
+    pub max_idle_connections: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
