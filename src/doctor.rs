@@ -111,7 +111,10 @@ fn zone_proof(config: &Config, runtime: &Runtime) -> Check {
     }
     match runtime.proof_warning() {
         Some(w) => Check::Warn(w),
-        None => Check::Pass("no edge secret configured (trust.edge_header); nothing relies on the client IP, or your own AOP CA proves the zone".into()),
+        None if runtime.config.trust.require_client_cert && runtime.config.tls.client_ca.is_some() => {
+            Check::Pass("your own Authenticated Origin Pulls CA proves the zone (tls.client_ca with trust.require_client_cert)".into())
+        }
+        None => Check::Warn("no edge secret (trust.edge_header): any Cloudflare account's zone can choose the client IP WordPress sees (X-Real-IP, X-Forwarded-For); nothing here grants access by IP, but plugins that rate-limit or log by IP believe it — add trust.edge_header and trust.edge_secret_file (deploy/cloudflare.md)".into()),
     }
 }
 
@@ -280,6 +283,11 @@ async fn backend(config: &Config, runtime: &Runtime) -> Vec<Check> {
             .collect();
         pipeline.trusted = crate::trust::TrustedRanges::new(&probe_peer);
         pipeline.access.clear();
+        // The probe checks the backend's https mapping, not the zone proof: it is believed
+        // without the edge secret or a client certificate (which a real edge would present).
+        pipeline.edge = None;
+        pipeline.require_client_cert = false;
+        pipeline.only_trusted_peers = false;
         let conn = ConnContext::new(
             SocketAddr::from(([127, 0, 0, 1], 1)),
             SocketAddr::from(([127, 0, 0, 1], 80)),

@@ -62,7 +62,7 @@ fn cgi_fold(b: u8) -> u8 {
 /// first in many "real IP" helpers; `HTTP_X_FORWARDED_SSL`, `HTTP_FRONT_END_HTTPS`, `HTTP_X_PROTO`
 /// in "is it https" snippets). origin-gate removes them from every request and sets its own
 /// `X-Forwarded-*` / `X-Real-IP` / `Forwarded`, which carry what it verified.
-const FORGEABLE: [&str; 32] = [
+const FORGEABLE: &[&str] = &[
     "forwarded",
     "x-forwarded",
     "x-real-ip",
@@ -95,6 +95,27 @@ const FORGEABLE: [&str; 32] = [
     "x-azure-clientip",
     "x-azure-socketip",
     "x-envoy-external-address",
+    "x-sp-forwarded-ip",
+    "x-sp-edge-scheme",
+    "fly-client-ip",
+    "do-connecting-ip",
+    "x-appengine-user-ip",
+    "x-vercel-forwarded-for",
+    "x-nf-client-connection-ip",
+    "x-real-client-ip",
+    "x-client-real-ip",
+    "x-clientip",
+    "x-arr-clientip",
+    // "Is it https" claims read by wp-config snippets found in the wild.
+    "ssl",
+    "https",
+    // Country claims: WooCommerce's geolocation reads X-Country-Code (tax, shipping and
+    // geo-blocking follow it); Cloudflare's own is CF-IPCountry, from the edge only.
+    "x-country-code",
+    "cloudfront-viewer-country",
+    "x-geo-country",
+    "x-vercel-ip-country",
+    "x-appengine-country",
 ];
 
 /// Prefixes of the same kind: every `X-Forwarded-*` (origin-gate sets For/Proto/Host/Port/Ssl;

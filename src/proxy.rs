@@ -470,7 +470,7 @@ fn diagnose_request(
             );
         }
     }
-    if !seen.cloudflare_headers {
+    if !seen.cloudflare_headers || decision.edge_secret_missing {
         return;
     }
     if decision.visitor.trusted_peer {

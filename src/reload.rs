@@ -91,6 +91,9 @@ impl Reloader {
                 self.shared
                     .access_log
                     .set_destination(next.config.log.access_file.clone());
+                if let Some(warning) = next.proof_warning() {
+                    warn!("{warning}");
+                }
                 self.shared.runtime.store(Arc::new(next));
                 self.shared.metrics.reload("reloaded");
                 info!(config = %path.display(), "configuration reloaded");

@@ -42,6 +42,7 @@ pub struct Runtime {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EdgeState {
     pub current: [u8; 32],
+    /// The previous secret and when it was replaced.
     pub previous: Option<([u8; 32], Instant)>,
 }
 
@@ -54,22 +55,21 @@ impl EdgeState {
         now: Instant,
     ) -> EdgeState {
         let previous = match old {
-            Some(old) if old.current != current => Some((old.current, now + overlap)),
-            Some(old) => old.previous.filter(|(_, until)| *until > now),
+            Some(old) if old.current != current => Some((old.current, now)),
+            Some(old) => old.previous.filter(|(_, at)| *at + overlap > now),
             None => None,
         };
         EdgeState { current, previous }
     }
 
-    /// The secrets to accept now.
-    pub fn accepted(&self, now: Instant) -> Vec<[u8; 32]> {
-        let mut out = vec![self.current];
-        out.extend(
-            self.previous
-                .filter(|(_, until)| *until > now)
-                .map(|(s, _)| s),
-        );
-        out
+    /// What the pipeline checks: the current secret, and the previous one with the moment it
+    /// stops being accepted (the overlap as configured now, so a shortened one applies at once).
+    pub fn secret(&self, header: http::HeaderName, overlap: Duration) -> EdgeSecret {
+        EdgeSecret::new(
+            header,
+            self.current,
+            self.previous.map(|(hash, at)| (hash, at + overlap)),
+        )
     }
 }
 
@@ -175,7 +175,7 @@ impl Runtime {
         };
         static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let mut pipeline = PipelineConfig::new(&config, trusted, access);
-        pipeline.edge = edge_secret(&config, edge.as_ref(), now);
+        pipeline.edge = edge_secret(&config, edge.as_ref());
         Ok(Runtime {
             generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             pipeline,
@@ -198,7 +198,12 @@ impl Runtime {
             .access
             .iter()
             .any(|r| !r.allow.is_empty() || !r.deny.is_empty());
-        if !c.trust.cloudflare || !(ip_rules || c.trust.only_trusted_peers) {
+        // Cloudflare's ranges, built in or listed by hand (trust.extra, trust.ranges_file).
+        let cloudflare = self
+            .pipeline
+            .trusted
+            .covers_any(&crate::trust::cloudflare_ranges());
+        if !cloudflare || !(ip_rules || c.trust.only_trusted_peers) {
             return None;
         }
         let own_aop = c.trust.require_client_cert
@@ -225,7 +230,7 @@ impl Runtime {
         };
         let hash = trust_mod::load_edge_secret(cfg)?;
         let state = EdgeState::next(self.edge.as_ref(), hash, cfg.overlap, now);
-        let secret = edge_secret(&self.config, Some(&state), now);
+        let secret = edge_secret(&self.config, Some(&state));
         if secret == self.pipeline.edge {
             return Ok(None);
         }
@@ -243,9 +248,9 @@ impl Runtime {
     }
 }
 
-fn edge_secret(config: &Config, state: Option<&EdgeState>, now: Instant) -> Option<EdgeSecret> {
-    let header = config.trust.edge.as_ref()?.header.clone();
-    Some(EdgeSecret::new(header, state?.accepted(now)))
+fn edge_secret(config: &Config, state: Option<&EdgeState>) -> Option<EdgeSecret> {
+    let cfg = config.trust.edge.as_ref()?;
+    Some(state?.secret(cfg.header.clone(), cfg.overlap))
 }
 
 type AccessSetup = (Vec<AccessRule>, Vec<Arc<HtpasswdFile>>);
@@ -298,18 +303,20 @@ mod tests {
         let t0 = Instant::now();
         let hour = Duration::from_secs(3600);
         let first = EdgeState::next(None, [1; 32], hour, t0);
-        assert_eq!(first.accepted(t0), vec![[1; 32]]);
+        assert_eq!(first.previous, None);
         // Unchanged file: nothing moves.
         assert_eq!(EdgeState::next(Some(&first), [1; 32], hour, t0), first);
-        // Changed: both accepted until the overlap is over, then only the new one.
+        // Changed: the previous one is accepted until the overlap is over …
         let t1 = t0 + Duration::from_secs(60);
         let rotated = EdgeState::next(Some(&first), [2; 32], hour, t1);
-        assert_eq!(rotated.accepted(t1), vec![[2; 32], [1; 32]]);
-        assert_eq!(
-            rotated.accepted(t1 + hour - Duration::from_secs(1)).len(),
-            2
-        );
-        assert_eq!(rotated.accepted(t1 + hour), vec![[2; 32]]);
+        let header = http::HeaderName::from_static("x-origin-auth");
+        let secret = rotated.secret(header.clone(), hour);
+        assert!(secret.accepts_hash(&[1; 32], t1 + hour - Duration::from_secs(1)));
+        assert!(!secret.accepts_hash(&[1; 32], t1 + hour));
+        assert!(secret.accepts_hash(&[2; 32], t1 + hour * 10));
+        // … counted with the overlap as configured now: shortened, it ends sooner.
+        let short = rotated.secret(header, Duration::ZERO);
+        assert!(!short.accepts_hash(&[1; 32], t1));
         // The next reread after the overlap forgets the old secret.
         let later = EdgeState::next(Some(&rotated), [2; 32], hour, t1 + hour);
         assert_eq!(later.previous, None);

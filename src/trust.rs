@@ -73,6 +73,11 @@ pub struct TrustedRanges {
 }
 
 impl TrustedRanges {
+    /// Does this set trust any address of these networks (e.g. Cloudflare's, listed by hand)?
+    pub fn covers_any(&self, nets: &[IpNet]) -> bool {
+        nets.iter().any(|n| self.contains(n.network()))
+    }
+
     pub fn new(nets: &[IpNet]) -> Self {
         let mut r = TrustedRanges::default();
         for net in nets {
@@ -195,43 +200,54 @@ pub const EDGE_SECRET_MIN: usize = 16;
 #[derive(Clone, PartialEq, Eq)]
 pub struct EdgeSecret {
     pub header: HeaderName,
-    accepted: Vec<[u8; 32]>,
+    current: [u8; 32],
+    /// The previous secret and when it stops being accepted.
+    previous: Option<([u8; 32], std::time::Instant)>,
 }
 
 impl std::fmt::Debug for EdgeSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "EdgeSecret({}, {} accepted)",
+            "EdgeSecret({}, previous: {})",
             self.header,
-            self.accepted.len()
+            self.previous.is_some()
         )
     }
 }
 
 impl EdgeSecret {
-    pub fn new(header: HeaderName, accepted: Vec<[u8; 32]>) -> EdgeSecret {
-        EdgeSecret { header, accepted }
+    pub fn new(
+        header: HeaderName,
+        current: [u8; 32],
+        previous: Option<([u8; 32], std::time::Instant)>,
+    ) -> EdgeSecret {
+        EdgeSecret {
+            header,
+            current,
+            previous,
+        }
     }
 
-    /// Does this head carry exactly one value of the header, equal to an accepted secret?
-    /// Every accepted secret is compared (no early exit), each in constant time.
+    /// Does this head carry exactly one value of the header, equal to an accepted secret? The
+    /// previous secret counts only until its overlap ends — checked against the clock here, per
+    /// request, not at the next reload tick.
     pub fn admits(&self, headers: &HeaderMap) -> bool {
         let mut values = headers.get_all(&self.header).iter();
         let (Some(value), None) = (values.next(), values.next()) else {
             return false;
         };
         let presented: [u8; 32] = Sha256::digest(value.as_bytes()).into();
-        self.accepted
-            .iter()
-            .fold(subtle::Choice::from(0), |ok, secret| {
-                ok | secret.ct_eq(&presented)
-            })
-            .into()
+        self.accepts_hash(&presented, std::time::Instant::now())
     }
 
-    pub fn accepted(&self) -> usize {
-        self.accepted.len()
+    /// Each comparison is constant-time.
+    pub fn accepts_hash(&self, presented: &[u8; 32], now: std::time::Instant) -> bool {
+        if bool::from(self.current.ct_eq(presented)) {
+            return true;
+        }
+        self.previous
+            .is_some_and(|(old, until)| now < until && bool::from(old.ct_eq(presented)))
     }
 }
 

@@ -376,6 +376,29 @@ fn rows() -> Vec<Row> {
             ..row("more client-IP and https claims, and any Proxy-*", Plain, H1, T)
         },
         Row {
+            headers: &[
+                ("X-Country-Code", "KP"),
+                ("X-SP-Forwarded-IP", "6.6.6.6"),
+                ("X-SP-Edge-Scheme", "https"),
+                ("SSL", "on"),
+                ("HTTPS", "on"),
+                ("Fly-Client-IP", "6.6.6.6"),
+                ("X-Real-Client-IP", "6.6.6.6"),
+                ("CF-IPCountry", "KP"),
+            ],
+            backend: Some(&[
+                Cgi("HTTP_X_COUNTRY_CODE", &[]),
+                Cgi("HTTP_X_SP_FORWARDED_IP", &[]),
+                Cgi("HTTP_X_SP_EDGE_SCHEME", &[]),
+                Cgi("HTTP_SSL", &[]),
+                Cgi("HTTP_HTTPS", &[]),
+                Cgi("HTTP_FLY_CLIENT_IP", &[]),
+                Cgi("HTTP_X_REAL_CLIENT_IP", &[]),
+                Cgi("HTTP_CF_IPCOUNTRY", &[]),
+            ]),
+            ..row("country and https claims from a visitor (second outside round)", Plain, H1, U)
+        },
+        Row {
             headers: &[("Host", "example.com:443")],
             backend: Some(&[
                 Cgi("HTTP_HOST", &["example.com"]),

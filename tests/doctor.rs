@@ -219,6 +219,35 @@ async fn a_challenge_redirect_to_port_8080_fails_with_the_rule() {
     );
 }
 
+/// The loop check stands in for Cloudflare: with the zone proven by an edge secret (and
+/// lockdown on) it must still see the backend's real answer, not a 403 or an unbelieved
+/// X-Forwarded-Proto.
+#[tokio::test]
+async fn the_loop_check_works_when_an_edge_secret_proves_the_zone() {
+    let secret_dir = tempfile::tempdir().unwrap();
+    let secret = secret_dir.path().join("edge.secret");
+    std::fs::write(&secret, "0123456789abcdef0123456789abcdef").unwrap();
+    let s = setup(
+        BackendMode::Normal,
+        &["example.com", "www.example.com"],
+        80,
+        &format!(
+            "[trust]\nonly_trusted_peers = true\nedge_header = \"X-Origin-Auth\"\nedge_secret_file = \"{}\"\n",
+            secret.display()
+        ),
+        true,
+    )
+    .await;
+    let (_, out) = doctor(&s).await;
+    assert!(
+        out.contains("✓ backend")
+            && out.contains("answers an https visitor's /wp-admin/ with 200 OK (no loop)"),
+        "{out}"
+    );
+    assert!(!out.contains("✗ backend"), "{out}");
+    assert!(out.contains("✓ edge secret configured"), "{out}");
+}
+
 #[tokio::test]
 async fn acme_webroot_is_checked_with_a_real_token_file() {
     // The protecting backend does not matter: origin-gate answers challenges from disk.

@@ -197,6 +197,31 @@ async fn a_config_reload_with_a_new_secret_file_keeps_the_old_secret_for_the_ove
     }
 }
 
+/// After a leak: `edge_secret_overlap = "0s"` revokes the previous secret the moment the new
+/// one is read.
+#[tokio::test]
+async fn a_zero_overlap_revokes_the_old_secret_at_once() {
+    let backend = RawBackend::start(RawReply::Ok).await;
+    let (gate, file) = gate(
+        &backend,
+        "only_trusted_peers = true\nedge_secret_overlap = \"0s\"\n",
+    )
+    .await;
+    std::fs::write(&file, "fresh-secret-0123456789abcdef").unwrap();
+    assert!(gate.reloader.reload().await.edge_reloaded);
+    let (status, _) = exchange(&gate, &backend, T, "/", &[("X-Origin-Auth", SECRET)]).await;
+    assert_eq!(status, 403, "the leaked secret must be refused at once");
+    let (status, _) = exchange(
+        &gate,
+        &backend,
+        T,
+        "/",
+        &[("X-Origin-Auth", "fresh-secret-0123456789abcdef")],
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
 /// The real binary at debug level with a JSON access log: the secret appears in no line.
 #[tokio::test]
 async fn the_secret_is_never_logged() {
@@ -306,6 +331,13 @@ fn check_validates_the_secret_and_warns_when_the_ranges_are_the_only_proof() {
     );
     assert!(
         ok && out.contains("WARN [[access]] IP allow/deny lists rely"),
+        "{out}"
+    );
+    // Cloudflare's ranges listed by hand instead of the built-in list: the same warning.
+    let cf_by_hand = "cloudflare = false\nextra = [\"173.245.48.0/20\", \"104.16.0.0/13\"]\nonly_trusted_peers = true\n";
+    let (ok, out) = check(d, &format!("{base}{cf_by_hand}"));
+    assert!(
+        ok && out.contains("WARN trust.only_trusted_peers relies"),
         "{out}"
     );
     // With the secret: no warning, and the report says the secret is required.

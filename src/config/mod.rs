@@ -1071,11 +1071,17 @@ impl Validator<'_> {
 
     fn trust(&mut self, raw: &raw::RawTrust) -> TrustConfig {
         let extra = self.cidrs(raw.extra.as_ref(), "trust.extra");
-        let overlap = self.duration(
-            raw.edge_secret_overlap.as_ref(),
-            "trust.edge_secret_overlap",
-            Duration::from_secs(3600),
-        );
+        // "0s" is allowed here: revoke the previous secret at once (after a leak).
+        let overlap = match raw.edge_secret_overlap.as_ref() {
+            Some(o) if humantime::parse_duration(o.get_ref()).is_ok_and(|d| d.is_zero()) => {
+                Duration::ZERO
+            }
+            other => self.duration(
+                other,
+                "trust.edge_secret_overlap",
+                Duration::from_secs(3600),
+            ),
+        };
         let header = raw.edge_header.as_ref().and_then(|h| {
             let name = h.get_ref().trim();
             let plain = !name.is_empty()
