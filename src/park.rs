@@ -275,6 +275,16 @@ pub async fn park(
     }
 }
 
+/// How long hyper must sit idle before its state is dropped and the connection parks.
+const PARK_AFTER: Duration = Duration::from_millis(50);
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// How a session ended.
 pub enum SessionEnd {
     /// Clean keep-alive idle: park and resume with these bytes already read.
@@ -312,21 +322,42 @@ where
     if stopping {
         Pin::new(&mut conn).graceful_shutdown();
     }
+    // When hyper went idle, and how many requests it had served by then: it parks only after
+    // PARK_AFTER of real idleness, so a busy keep-alive connection (the next request a few
+    // microseconds away) keeps its hyper state instead of rebuilding it per request.
+    let mut idle_since: Option<(tokio::time::Instant, usize)> = None;
     let result = loop {
-        // Ready(None): hyper is idle in a clean keep-alive state — end the session there.
+        // Ready(None): hyper just went idle in a clean keep-alive state.
         let step = std::future::poll_fn(|cx| match conn.poll_without_shutdown(cx) {
             Poll::Ready(r) => Poll::Ready(Some(r)),
-            Poll::Pending if !parking && !stopping && activity.wants_park() => Poll::Ready(None),
+            Poll::Pending
+                if idle_since.is_none() && !parking && !stopping && activity.wants_park() =>
+            {
+                Poll::Ready(None)
+            }
             Poll::Pending => Poll::Pending,
         });
+        let park_at = idle_since.map(|(at, _)| at + PARK_AFTER);
         tokio::select! {
             r = step => match r {
                 Some(r) => break r,
                 None => {
-                    parking = true;
-                    Pin::new(&mut conn).graceful_shutdown();
+                    idle_since = Some((
+                        tokio::time::Instant::now(),
+                        activity.served.load(Ordering::Acquire),
+                    ));
                 }
             },
+            () = sleep_until_opt(park_at), if park_at.is_some() && !parking && !stopping => {
+                let served_then = idle_since.map_or(0, |(_, n)| n);
+                if activity.wants_park() && activity.served.load(Ordering::Acquire) == served_then {
+                    parking = true;
+                    Pin::new(&mut conn).graceful_shutdown();
+                } else {
+                    // It served more meanwhile: not idle after all.
+                    idle_since = None;
+                }
+            }
             _ = stop.wait_for(|s| *s), if !stopping => {
                 stopping = true;
                 Pin::new(&mut conn).graceful_shutdown();

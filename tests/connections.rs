@@ -115,16 +115,17 @@ async fn at_the_connection_limit_the_oldest_idle_connections_make_room() {
     )
     .unwrap();
     let gate = GateProcess::spawn(&path);
-    // 20 idle keep-alive connections and 20 silent ones fill the limit.
+    // 20 silent connections (parked from their accept on) and 20 idle keep-alive ones (parked
+    // once idle) fill the limit; the silent ones are the oldest parked.
+    let mut silent = Vec::new();
+    for _ in 0..20 {
+        silent.push(connect_from(U, gate.http).await);
+    }
     let mut idle = Vec::new();
     for _ in 0..20 {
         let mut s = connect_from(U, gate.http).await;
         assert_eq!(raw_http1(&mut s, GET).await.0, 200);
         idle.push(s);
-    }
-    let mut silent = Vec::new();
-    for _ in 0..20 {
-        silent.push(connect_from(U, gate.http).await);
     }
     // Every one of them has been accepted before the newcomer arrives.
     let metrics = get(U, gate.admin.unwrap(), "/metrics", &[]).await;
@@ -155,11 +156,12 @@ async fn at_the_connection_limit_the_oldest_idle_connections_make_room() {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("{text}"));
     assert!(shed >= 5.0, "{text}");
-    // The oldest went first: the first idle keep-alive connection was closed.
+    // The oldest went first: the first silent connection was closed.
     let mut buf = [0u8; 16];
-    let n = tokio::time::timeout(Duration::from_secs(5), idle[0].read(&mut buf))
+    let n = tokio::time::timeout(Duration::from_secs(5), silent[0].read(&mut buf))
         .await
-        .expect("the oldest idle connection is closed")
+        .expect("the oldest parked connection is closed")
         .unwrap_or(0);
     assert_eq!(n, 0);
+    drop(idle);
 }
