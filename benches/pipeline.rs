@@ -12,12 +12,12 @@ use std::net::SocketAddr;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::request::Parts;
 use http::Request;
-use origin_gate::access::AccessRule;
-use origin_gate::access_log::AccessRecord;
 use origin_gate::config::AcmeMode;
-use origin_gate::pipeline::{self, ConnContext, PipelineConfig};
-use origin_gate::trust::{cloudflare_ranges, TrustedRanges};
-use origin_gate::visitor::{self, Scheme};
+use origin_gate::decide::access::AccessRule;
+use origin_gate::decide::pipeline::{self, ConnContext, PipelineConfig};
+use origin_gate::decide::trust::{cloudflare_ranges, TrustedRanges};
+use origin_gate::decide::visitor::{self, Scheme};
+use origin_gate::observe::access_log::AccessRecord;
 
 /// A request head as Cloudflare delivers it to the origin in Flexible mode: 20 headers.
 fn cloudflare_request() -> Parts {

@@ -5,29 +5,12 @@
 //! (`proxy`). Decisions are plain functions, tested and benchmarked without sockets.
 #![forbid(unsafe_code)]
 
-pub mod access;
-pub mod access_log;
-pub mod admin;
-pub mod body;
-pub mod check;
 pub mod config;
-pub mod diag;
-pub mod doctor;
-pub mod echo;
-pub mod forwarded;
-pub mod htpasswd;
-pub mod metrics;
-pub mod park;
-pub mod pipeline;
-pub mod proxy;
-pub mod reload;
-pub mod server;
-pub mod state;
-pub mod tls;
-pub mod trust;
-pub mod upstream;
-pub mod visitor;
+pub mod decide;
+pub mod observe;
+pub mod ops;
+pub mod serve;
 
 pub use config::Config;
-pub use server::{Server, StartError};
-pub use visitor::Scheme;
+pub use decide::visitor::Scheme;
+pub use serve::server::{Server, StartError};

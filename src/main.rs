@@ -51,7 +51,7 @@ fn check(path: Option<PathBuf>) -> ExitCode {
         eprintln!("origin-gate check: give the file to check with --config FILE");
         return ExitCode::from(2);
     };
-    match origin_gate::check::run(&path) {
+    match origin_gate::ops::check::run(&path) {
         Ok(report) => {
             for line in report {
                 println!("{line}");
@@ -74,12 +74,13 @@ fn check(path: Option<PathBuf>) -> ExitCode {
 }
 
 fn doctor(path: Option<PathBuf>) -> ExitCode {
-    let path = path.unwrap_or_else(|| origin_gate::doctor::default_config_path().to_path_buf());
+    let path =
+        path.unwrap_or_else(|| origin_gate::ops::doctor::default_config_path().to_path_buf());
     let runtime = match control_runtime() {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let checks = runtime.block_on(origin_gate::doctor::run(&path));
+    let checks = runtime.block_on(origin_gate::ops::doctor::run(&path));
     for c in &checks {
         println!("{c}");
     }

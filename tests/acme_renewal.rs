@@ -102,7 +102,7 @@ fn certbot(base: &Path, ca_bundle: &Path, args: &[&str]) -> (bool, String) {
 }
 
 fn serial(der: &CertificateDer<'_>) -> String {
-    origin_gate::tls::summarize(der).unwrap().serial
+    origin_gate::serve::tls::summarize(der).unwrap().serial
 }
 
 async fn served(addr: SocketAddr, sni: &str) -> CertificateDer<'static> {

@@ -19,7 +19,7 @@ use tokio::io::AsyncReadExt;
 
 /// The serial of a certificate, upper-case hex without separators (as `openssl x509 -serial`).
 fn serial(der: &CertificateDer<'_>) -> String {
-    origin_gate::tls::summarize(der)
+    origin_gate::serve::tls::summarize(der)
         .unwrap()
         .serial
         .replace(':', "")
@@ -167,7 +167,7 @@ async fn sni_picks_exact_then_wildcard_then_default_then_fallback() {
     );
     // One label only: a.b.example.net is not covered by *.example.net.
     let fallback = served(https, Some("a.b.example.net")).await;
-    let summary = origin_gate::tls::summarize(&fallback).unwrap();
+    let summary = origin_gate::serve::tls::summarize(&fallback).unwrap();
     assert!(
         summary.issuer.contains("rcgen self signed cert"),
         "{}",
@@ -437,7 +437,7 @@ async fn mtls_get(
     identity: Option<&TestCa>,
     headers: &[(&str, &str)],
 ) -> Result<Answer, String> {
-    let builder = rustls::ClientConfig::builder_with_provider(origin_gate::tls::provider())
+    let builder = rustls::ClientConfig::builder_with_provider(origin_gate::serve::tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .dangerous()

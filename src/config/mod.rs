@@ -11,6 +11,7 @@
 //! names (certificates, range files) are loaded by the modules that use them, which report their
 //! problems in the same [`Problem`] shape.
 
+pub mod path;
 pub mod raw;
 
 use std::fmt;
@@ -82,6 +83,35 @@ impl fmt::Display for ConfigError {
         }
         Ok(())
     }
+}
+
+/// `log.access`: the access-log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Combined,
+    Off,
+}
+
+/// A rule as written in the config, before its htpasswd file is loaded.
+#[derive(Debug, Clone)]
+pub struct AccessRuleConfig {
+    pub prefix: String,
+    pub host: Option<String>,
+    pub htpasswd: Option<PathBuf>,
+    pub realm: String,
+    pub allow: Vec<IpNet>,
+    pub deny: Vec<IpNet>,
+    pub pass_authorization: bool,
+}
+
+/// Parses `a.b.c.d/n`, `x::/n`, or a bare address (as a host route); host bits are masked.
+pub fn parse_cidr(s: &str) -> Option<IpNet> {
+    let s = s.trim();
+    if let Ok(net) = s.parse::<IpNet>() {
+        return Some(net.trunc());
+    }
+    s.parse::<std::net::IpAddr>().ok().map(IpNet::from)
 }
 
 /// Where requests go.
@@ -203,7 +233,7 @@ pub struct Limits {
 /// `[log]` beyond the level.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
-    pub access: crate::access_log::Format,
+    pub access: Format,
     /// None: stdout.
     pub access_file: Option<PathBuf>,
     pub redact_query: bool,
@@ -232,7 +262,7 @@ pub struct Config {
     pub trust: TrustConfig,
     pub https: HttpsConfig,
     pub tls: TlsConfig,
-    pub access: Vec<crate::access::AccessRuleConfig>,
+    pub access: Vec<AccessRuleConfig>,
     pub acme: AcmeMode,
     pub log_level: String,
     pub log: LogConfig,
@@ -663,14 +693,14 @@ impl Validator<'_> {
 
         let log = LogConfig {
             access: match raw.log.access.as_ref() {
-                None => crate::access_log::Format::Json,
+                None => Format::Json,
                 Some(a) => match a.get_ref().as_str() {
-                    "json" => crate::access_log::Format::Json,
-                    "combined" => crate::access_log::Format::Combined,
-                    "off" => crate::access_log::Format::Off,
+                    "json" => Format::Json,
+                    "combined" => Format::Combined,
+                    "off" => Format::Off,
                     other => {
                         self.problem(a, "log.access", format!("{other:?} is not an access-log format; use \"json\", \"combined\" or \"off\""));
-                        crate::access_log::Format::Json
+                        Format::Json
                     }
                 },
             },
@@ -839,7 +869,7 @@ impl Validator<'_> {
     }
 
     fn body_limit(&mut self, i: usize, raw: &raw::RawBodyLimit) -> Option<BodyLimit> {
-        let prefix = match crate::access::normalize_path(raw.prefix.get_ref()) {
+        let prefix = match path::normalize_path(raw.prefix.get_ref()) {
             Ok(p) if raw.prefix.get_ref().starts_with('/') => Some(p.to_ascii_lowercase()),
             _ => {
                 self.problem(
@@ -876,7 +906,7 @@ impl Validator<'_> {
     fn cidrs(&mut self, raw: Option<&TextList>, key: &str) -> Vec<IpNet> {
         let mut out = Vec::new();
         for item in raw.map(|l| l.get_ref().as_slice()).unwrap_or_default() {
-            match crate::trust::parse_cidr(item.get_ref()) {
+            match parse_cidr(item.get_ref()) {
                 Some(net) => out.push(net),
                 None => self.problem(
                     item,
@@ -888,15 +918,11 @@ impl Validator<'_> {
         out
     }
 
-    fn access_rule(
-        &mut self,
-        i: usize,
-        raw: &Spanned<raw::RawAccess>,
-    ) -> Option<crate::access::AccessRuleConfig> {
+    fn access_rule(&mut self, i: usize, raw: &Spanned<raw::RawAccess>) -> Option<AccessRuleConfig> {
         let r = raw.get_ref();
         let key = |k: &str| format!("access[{i}].{k}");
         let prefix_raw = r.prefix.get_ref();
-        let prefix = match crate::access::normalize_path(prefix_raw) {
+        let prefix = match path::normalize_path(prefix_raw) {
             Ok(p) if prefix_raw.starts_with('/') => Some(p.to_ascii_lowercase()),
             _ => {
                 self.problem(
@@ -946,7 +972,7 @@ impl Validator<'_> {
         };
         let allow = self.cidrs(r.allow.as_ref(), &key("allow"));
         let deny = self.cidrs(r.deny.as_ref(), &key("deny"));
-        Some(crate::access::AccessRuleConfig {
+        Some(AccessRuleConfig {
             prefix: prefix?,
             host: if r.host.is_some() { Some(host?) } else { None },
             htpasswd: r.htpasswd.as_ref().map(|p| self.path(p)),

@@ -404,7 +404,7 @@ pub async fn closed_port() -> SocketAddr {
 pub struct Gate {
     pub http: SocketAddr,
     pub https: Option<SocketAddr>,
-    pub reloader: origin_gate::reload::Reloader,
+    pub reloader: origin_gate::serve::reload::Reloader,
     stop: Option<oneshot::Sender<()>>,
     done: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -884,11 +884,12 @@ impl TestCert {
     pub fn client(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.ca_der.clone()).unwrap();
-        let mut cfg = rustls::ClientConfig::builder_with_provider(origin_gate::tls::provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let mut cfg =
+            rustls::ClientConfig::builder_with_provider(origin_gate::serve::tls::provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
         cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Arc::new(cfg)
     }
@@ -896,7 +897,7 @@ impl TestCert {
     pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
         let key = rustls::pki_types::PrivateKeyDer::try_from(self.key_der.clone()).unwrap();
         Arc::new(
-            rustls::ServerConfig::builder_with_provider(origin_gate::tls::provider())
+            rustls::ServerConfig::builder_with_provider(origin_gate::serve::tls::provider())
                 .with_safe_default_protocol_versions()
                 .unwrap()
                 .with_no_client_auth()
@@ -932,7 +933,7 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
             m,
             c,
             d,
-            &origin_gate::tls::provider().signature_verification_algorithms,
+            &origin_gate::serve::tls::provider().signature_verification_algorithms,
         )
     }
     fn verify_tls13_signature(
@@ -945,11 +946,11 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
             m,
             c,
             d,
-            &origin_gate::tls::provider().signature_verification_algorithms,
+            &origin_gate::serve::tls::provider().signature_verification_algorithms,
         )
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        origin_gate::tls::provider()
+        origin_gate::serve::tls::provider()
             .signature_verification_algorithms
             .supported_schemes()
     }
@@ -957,7 +958,7 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
 
 /// A client that accepts any server certificate.
 pub fn insecure_client(alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
-    let mut cfg = rustls::ClientConfig::builder_with_provider(origin_gate::tls::provider())
+    let mut cfg = rustls::ClientConfig::builder_with_provider(origin_gate::serve::tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .dangerous()

@@ -10,10 +10,10 @@
 use http::{HeaderName, HeaderValue, Request};
 use libfuzzer_sys::fuzz_target;
 use origin_gate::config::{Config, Source};
-use origin_gate::forwarded::cgi_protected;
-use origin_gate::pipeline::{decide, Action, ConnContext, PipelineConfig};
-use origin_gate::trust::{cloudflare_ranges, TrustedRanges};
-use origin_gate::visitor::{cf_visitor_scheme, forwarded_proto, Scheme};
+use origin_gate::decide::forwarded::cgi_protected;
+use origin_gate::decide::pipeline::{decide, Action, ConnContext, PipelineConfig};
+use origin_gate::decide::trust::{cloudflare_ranges, TrustedRanges};
+use origin_gate::decide::visitor::{cf_visitor_scheme, forwarded_proto, Scheme};
 
 fn cgi(name: &str) -> String {
     name.chars()

@@ -1,7 +1,7 @@
 //! htpasswd parsing and verification must never panic on any file content or password.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use origin_gate::htpasswd::{apr1, Htpasswd};
+use origin_gate::decide::htpasswd::{apr1, Htpasswd};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -2,7 +2,7 @@
 //! nothing), absolute, and free of dot segments and empty segments.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use origin_gate::access::{acme_path, is_normal, normalize_path};
+use origin_gate::decide::access::{acme_path, is_normal, normalize_path};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(raw) = std::str::from_utf8(data) else { return };

@@ -23,14 +23,13 @@ use http::header::{
 use http::request::Parts;
 use http::{HeaderMap, Method, StatusCode, Version};
 
-use crate::access::{self, AccessRule, AcmePath};
 use crate::config::{AcmeMode, BodyLimit, Config};
-use crate::forwarded::{self, host_name};
-use crate::trust::{EdgeSecret, TrustedRanges};
-use crate::visitor::{self, Scheme, Visitor};
+use crate::decide::access::{self, AccessRule, AcmePath};
+use crate::decide::forwarded::{self, host_name};
+use crate::decide::trust::{EdgeSecret, TrustedRanges};
+use crate::decide::visitor::{self, Scheme, Visitor};
 
-/// The path prefix of ACME HTTP-01 challenges (RFC 8555 §8.3).
-pub const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
+pub use crate::decide::access::ACME_CHALLENGE_PREFIX;
 
 /// What the pipeline needs from the configuration, prepared once per config load.
 #[derive(Debug, Clone)]
@@ -1106,7 +1105,7 @@ mod tests {
         assert_eq!(d.visitor.client_ip.to_string(), "192.0.2.44");
         assert_eq!(
             d.visitor.anomaly,
-            Some(crate::visitor::EdgeAnomaly::ConnectingIpConflict)
+            Some(crate::decide::visitor::EdgeAnomaly::ConnectingIpConflict)
         );
         let values: Vec<_> = h.headers.get_all("cf-connecting-ip").iter().collect();
         assert_eq!(values, ["192.0.2.44"]);
@@ -1140,7 +1139,7 @@ mod tests {
         let d = forward(&c, t, &mut h);
         assert_eq!(
             d.visitor.anomaly,
-            Some(crate::visitor::EdgeAnomaly::ConnectingIpInvalid)
+            Some(crate::decide::visitor::EdgeAnomaly::ConnectingIpInvalid)
         );
         assert_eq!(h.headers["cf-connecting-ip"], "127.0.0.2");
         // True-Client-IP that disagrees is flagged and rewritten.
@@ -1158,7 +1157,7 @@ mod tests {
         let d = forward(&c, t, &mut h);
         assert_eq!(
             d.visitor.anomaly,
-            Some(crate::visitor::EdgeAnomaly::TrueClientIpDisagrees)
+            Some(crate::decide::visitor::EdgeAnomaly::TrueClientIpDisagrees)
         );
         assert_eq!(h.headers["true-client-ip"], "203.0.113.1");
         assert_eq!(h.headers.get_all("cf-visitor").iter().count(), 1);

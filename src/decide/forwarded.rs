@@ -11,7 +11,7 @@ use http::header::{
 };
 use http::HeaderMap;
 
-use crate::visitor::{Scheme, Visitor};
+use crate::decide::visitor::{Scheme, Visitor};
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");

@@ -14,13 +14,13 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use crate::access::{acme_redirect, AcmeHop, ACME_MAX_REDIRECTS};
 use crate::config::{AcmeMode, BackendTarget, Config};
-use crate::pipeline::{decide, ConnContext, ACME_CHALLENGE_PREFIX};
-use crate::state::Runtime;
-use crate::tls::{name_covers, now_unix};
-use crate::trust::{cloudflare_list_age_days, CLOUDFLARE_LIST_DATE};
-use crate::visitor::Scheme;
+use crate::decide::access::{acme_redirect, AcmeHop, ACME_MAX_REDIRECTS};
+use crate::decide::pipeline::{decide, ConnContext, ACME_CHALLENGE_PREFIX};
+use crate::decide::trust::{cloudflare_list_age_days, CLOUDFLARE_LIST_DATE};
+use crate::decide::visitor::Scheme;
+use crate::serve::state::Runtime;
+use crate::serve::tls::{name_covers, now_unix};
 
 /// One line of the checklist.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,7 +150,7 @@ fn https_probe_client() -> Result<HttpsProbe, String> {
     http.set_connect_timeout(Some(TIMEOUT));
     http.enforce_http(false);
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(crate::upstream::client_tls_config(false)?)
+        .with_tls_config(crate::serve::upstream::client_tls_config(false)?)
         .https_or_http()
         .enable_http1()
         .wrap_connector(http);
@@ -170,7 +170,7 @@ where
     let resp = tokio::time::timeout(TIMEOUT, client.request(req))
         .await
         .map_err(|_| format!("no answer within {TIMEOUT:?}"))?
-        .map_err(|e| crate::upstream::error_chain(&e))?;
+        .map_err(|e| crate::serve::upstream::error_chain(&e))?;
     let status = resp.status();
     let header = |name| {
         resp.headers()
@@ -199,7 +199,7 @@ async fn listeners(config: &Config) -> Vec<Check> {
         .map(|a| (*a, Scheme::Http))
         .chain(config.listen.https.iter().map(|a| (*a, Scheme::Https)));
     for (addr, scheme) in all {
-        match crate::server::bind_listener(addr) {
+        match crate::serve::server::bind_listener(addr) {
             Ok(l) => {
                 drop(l);
                 out.push(Check::Pass(format!("{scheme} listen address {addr} is free to bind (origin-gate is not running yet)")));
@@ -235,7 +235,7 @@ async fn listeners(config: &Config) -> Vec<Check> {
             }
             Err(e) => out.push(Check::Fail(
                 format!("{scheme} listen address {addr} cannot be bound: {e}"),
-                crate::server::bind_hint(addr, &e)
+                crate::serve::server::bind_hint(addr, &e)
                     .trim_start_matches(" — ")
                     .to_string(),
             )),
@@ -278,10 +278,10 @@ async fn backend(config: &Config, runtime: &Runtime) -> Vec<Check> {
         };
         let mut pipeline = runtime.pipeline.clone();
         // Our probe stands in for Cloudflare, so its CF-Visitor is believed.
-        let probe_peer: Vec<_> = crate::trust::parse_cidr("127.0.0.1/32")
+        let probe_peer: Vec<_> = crate::decide::trust::parse_cidr("127.0.0.1/32")
             .into_iter()
             .collect();
-        pipeline.trusted = crate::trust::TrustedRanges::new(&probe_peer);
+        pipeline.trusted = crate::decide::trust::TrustedRanges::new(&probe_peer);
         pipeline.access.clear();
         // The probe checks the backend's https mapping, not the zone proof: it is believed
         // without the edge secret or a client certificate (which a real edge would present).
@@ -317,7 +317,7 @@ async fn backend(config: &Config, runtime: &Runtime) -> Vec<Check> {
             Ok((status, location, _, _)) => {
                 let loops = location.as_deref().is_some_and(|l| {
                     l.starts_with("http://")
-                        || crate::diag::is_self_redirect(l, "https", &host, path)
+                        || crate::observe::diag::is_self_redirect(l, "https", &host, path)
                 });
                 if status.is_redirection() && loops {
                     out.push(Check::Fail(
@@ -373,7 +373,8 @@ fn certificates(config: &Config, runtime: &Runtime) -> Vec<Check> {
     for e in &set.entries {
         let file = e.spec.cert.display();
         let Some(s) = &e.cert.summary else { continue };
-        let (level, message) = crate::tls::expiry_verdict(s, now, config.tls.expiry_warn_days);
+        let (level, message) =
+            crate::serve::tls::expiry_verdict(s, now, config.tls.expiry_warn_days);
         if level == tracing::Level::ERROR {
             let message = message.trim_start_matches("certificate ");
             out.push(Check::Fail(format!("certificate {file}: {message}"), "renew it now (certbot renew), or check the system clock; origin-gate reloads renewed files by itself".into()));
@@ -596,13 +597,13 @@ fn trusted_ranges(config: &Config, runtime: &Runtime) -> Check {
         return Check::Warn(format!("{count} trusted ranges; the built-in Cloudflare list is off (trust.cloudflare = false)"));
     }
     let age = cloudflare_list_age_days(now_unix());
-    if age > 365 {
-        Check::Fail(
-            format!("the built-in Cloudflare list is from {CLOUDFLARE_LIST_DATE}, {age} days old"),
-            "upgrade origin-gate, or put the current https://www.cloudflare.com/ips-v4 and ips-v6 into trust.ranges_file".into(),
-        )
-    } else {
-        Check::Pass(format!("{count} trusted ranges (built-in Cloudflare list from {CLOUDFLARE_LIST_DATE}, {age} days old)"))
+    match crate::observe::health::list_age_verdict(now_unix()) {
+        Some((tracing::Level::ERROR, message)) => Check::Fail(
+            message,
+            "refresh the list: upgrade origin-gate or set trust.ranges_file".into(),
+        ),
+        Some((_, message)) => Check::Warn(message),
+        None => Check::Pass(format!("{count} trusted ranges (built-in Cloudflare list from {CLOUDFLARE_LIST_DATE}, {age} days old)")),
     }
 }
 

@@ -11,9 +11,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::pipeline::Route;
-use crate::tls::now_unix;
-use crate::visitor::Scheme;
+use crate::decide::pipeline::Route;
+use crate::decide::visitor::Scheme;
+use crate::observe::health::now_unix;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {

@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use http::HeaderMap;
 
-use crate::trust::{canonical, TrustedRanges};
+use crate::decide::trust::{canonical, TrustedRanges};
 
 /// The scheme of a hop or of the visitor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -216,7 +216,7 @@ mod tests {
     use http::HeaderValue;
 
     fn ranges() -> TrustedRanges {
-        let mut nets = crate::trust::cloudflare_ranges();
+        let mut nets = crate::decide::trust::cloudflare_ranges();
         nets.push("127.0.0.2/32".parse().unwrap());
         TrustedRanges::new(&nets)
     }

@@ -16,13 +16,13 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, Problem};
-use crate::park::{self, ConnActivity};
-use crate::pipeline::{ConnContext, TlsInfo};
-use crate::proxy;
-use crate::reload::{log_alarms, Reloader};
-use crate::state::{Runtime, Shared};
-use crate::trust::CLOUDFLARE_LIST_DATE;
-use crate::visitor::Scheme;
+use crate::decide::pipeline::{ConnContext, TlsInfo};
+use crate::decide::trust::CLOUDFLARE_LIST_DATE;
+use crate::decide::visitor::Scheme;
+use crate::serve::park::{self, ConnActivity};
+use crate::serve::proxy;
+use crate::serve::reload::{log_alarms, Reloader};
+use crate::serve::state::{Runtime, Shared};
 
 /// Why origin-gate could not start.
 #[derive(Debug, thiserror::Error)]
@@ -141,14 +141,14 @@ impl Server {
         } = self;
         let start = shared.runtime.load_full();
         log_startup(&start);
-        let maintenance = tokio::spawn(crate::reload::maintenance(Reloader {
+        let maintenance = tokio::spawn(crate::serve::reload::maintenance(Reloader {
             shared: shared.clone(),
         }));
         let admin = admin.map(|l| {
             if let Ok(addr) = l.local_addr() {
                 info!(listener = "admin", %addr, "listening (/healthz, /metrics)");
             }
-            tokio::spawn(crate::admin::serve(l, shared.clone()))
+            tokio::spawn(crate::serve::admin::serve(l, shared.clone()))
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         // The connection limit is fixed for the life of the process (a reload logs a change).
@@ -273,11 +273,11 @@ fn log_startup(runtime: &Runtime) {
     info!(config = %config.source, version = env!("CARGO_PKG_VERSION"), "origin-gate starting");
     if runtime
         .upstream
-        .is_echo(crate::pipeline::UpstreamChoice::Primary)
+        .is_echo(crate::decide::pipeline::UpstreamChoice::Primary)
     {
         info!("backend: embedded echo origin (no backend configured); responses show what WordPress would see");
     } else {
-        info!(backend = %runtime.upstream.describe(crate::pipeline::UpstreamChoice::Primary), "forwarding to the backend");
+        info!(backend = %runtime.upstream.describe(crate::decide::pipeline::UpstreamChoice::Primary), "forwarding to the backend");
     }
     info!(
         ranges = runtime.pipeline.trusted.len(),
@@ -292,16 +292,10 @@ fn log_startup(runtime: &Runtime) {
         warn!("{warning}");
     }
     if config.trust.cloudflare {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        let age = crate::trust::cloudflare_list_age_days(now);
-        if age > 365 {
-            warn!(
-                cloudflare_list_date = CLOUDFLARE_LIST_DATE,
-                age_days = age,
-                "the built-in Cloudflare IP list is over a year old; Cloudflare may have added ranges: upgrade origin-gate or add the current list with trust.ranges_file"
-            );
+        match crate::observe::health::list_age_verdict(crate::observe::health::now_unix()) {
+            Some((tracing::Level::ERROR, message)) => error!("{message}"),
+            Some((_, message)) => warn!("{message}"),
+            None => {}
         }
     }
     if let Some(store) = &runtime.certs {
@@ -314,7 +308,7 @@ fn log_startup(runtime: &Runtime) {
                 None => info!(cert = %e.spec.cert.display(), "certificate loaded"),
             }
         }
-        log_alarms(&store.alarms(crate::tls::now_unix()));
+        log_alarms(&store.alarms(crate::serve::tls::now_unix()));
         if !config.listen.https.is_empty() {
             let fallback_names = set
                 .fallback
@@ -698,7 +692,7 @@ mod tests {
             let Ok(config) = crate::Config::embedded_default() else {
                 panic!("config");
             };
-            let Ok(runtime) = crate::state::Runtime::build(config, None) else {
+            let Ok(runtime) = crate::serve::state::Runtime::build(config, None) else {
                 panic!("runtime state");
             };
             let (_tx, stop) = tokio::sync::watch::channel(false);
@@ -710,7 +704,7 @@ mod tests {
                 stream,
                 peer: addr,
                 scheme: crate::Scheme::Http,
-                shared: crate::state::Shared::new(runtime),
+                shared: crate::serve::state::Shared::new(runtime),
                 stop,
                 activity: std::sync::Arc::default(),
                 _permit: permit,

@@ -17,10 +17,10 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use crate::body::{BodyState, ForwardBody};
 use crate::config::{BackendConfig, BackendTarget};
-use crate::pipeline::UpstreamChoice;
-use crate::tls::provider;
+use crate::decide::pipeline::UpstreamChoice;
+use crate::serve::body::{BodyState, ForwardBody};
+use crate::serve::tls::provider;
 
 /// Why a request to the backend failed; decides 502 vs 504 and carries the operator's hint.
 #[derive(Debug, thiserror::Error)]

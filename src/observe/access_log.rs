@@ -15,16 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::pipeline::{Route, TlsInfo};
-use crate::visitor::Scheme;
+use crate::decide::pipeline::{Route, TlsInfo};
+use crate::decide::visitor::Scheme;
 
-/// `log.access`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Json,
-    Combined,
-    Off,
-}
+pub use crate::config::Format;
 
 /// Everything known about one finished request.
 #[derive(Debug, Clone)]
@@ -82,7 +76,7 @@ impl AccessRecord {
             out,
             "\",\"client_ip\":\"{}\",\"peer_ip\":\"{}\",\"trusted\":{},\"scheme\":\"{}\",\"listener\":\"{}\",\"tls\":",
             self.client_ip,
-            crate::trust::canonical(self.peer.ip()),
+            crate::decide::trust::canonical(self.peer.ip()),
             self.trusted,
             self.scheme.as_str(),
             self.listener.as_str()
@@ -580,7 +574,7 @@ mod tests {
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default(),
             client_ip: r.client_ip,
-            peer_ip: crate::trust::canonical(r.peer.ip()),
+            peer_ip: crate::decide::trust::canonical(r.peer.ip()),
             trusted: r.trusted,
             scheme: r.scheme.as_str(),
             listener: r.listener.as_str(),

@@ -16,9 +16,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tracing::debug;
 
-use crate::pipeline::UpstreamChoice;
-use crate::state::Shared;
-use crate::tls::now_unix;
+use crate::decide::pipeline::UpstreamChoice;
+use crate::serve::state::Shared;
+use crate::serve::tls::now_unix;
 
 /// Serves the admin endpoints until the task is aborted.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::config::{Config, Problem};
-use crate::state::Runtime;
+use crate::serve::state::Runtime;
 
 /// The outcome of a check: report lines for a valid setup, or every problem found.
 pub fn run(path: &Path) -> Result<Vec<String>, Vec<Problem>> {
@@ -27,12 +27,12 @@ pub fn run(path: &Path) -> Result<Vec<String>, Vec<Problem>> {
         "backend {}",
         prepared
             .upstream
-            .describe(crate::pipeline::UpstreamChoice::Primary)
+            .describe(crate::decide::pipeline::UpstreamChoice::Primary)
     ));
     report.push(format!(
         "{} trusted proxy ranges (built-in Cloudflare list from {})",
         prepared.pipeline.trusted.len(),
-        crate::trust::CLOUDFLARE_LIST_DATE
+        crate::decide::trust::CLOUDFLARE_LIST_DATE
     ));
     if let Some(e) = &config.trust.edge {
         report.push(format!(
@@ -40,6 +40,13 @@ pub fn run(path: &Path) -> Result<Vec<String>, Vec<Problem>> {
             e.header,
             e.file.display()
         ));
+    }
+    if config.trust.cloudflare {
+        if let Some((level, message)) =
+            crate::observe::health::list_age_verdict(crate::observe::health::now_unix())
+        {
+            report.push(format!("{level} {message}"));
+        }
     }
     if let Some(warning) = prepared.proof_warning() {
         report.push(format!("WARN {warning}"));
@@ -55,13 +62,13 @@ pub fn run(path: &Path) -> Result<Vec<String>, Vec<Problem>> {
                     s.issuer,
                     s.serial,
                     s.not_after_text,
-                    s.days_left(crate::tls::now_unix()),
+                    s.days_left(crate::serve::tls::now_unix()),
                     e.names.join(", ")
                 )),
                 None => report.push(format!("certificate {}: loaded", e.spec.cert.display())),
             }
         }
-        for alarm in store.alarms(crate::tls::now_unix()) {
+        for alarm in store.alarms(crate::serve::tls::now_unix()) {
             if alarm.level <= tracing::Level::WARN {
                 report.push(format!("{} {}: {}", alarm.level, alarm.cert, alarm.message));
             }

@@ -14,6 +14,7 @@ use http::{HeaderMap, HeaderName};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+pub use crate::config::parse_cidr;
 use crate::config::{EdgeSecretConfig, Problem, TrustConfig};
 
 /// The day `cloudflare-ips-v4.txt` / `-v6.txt` were copied from Cloudflare's published lists
@@ -42,15 +43,6 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let doy = (153 * mp + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
-}
-
-/// Parses `a.b.c.d/n`, `x::/n`, or a bare address (as a host route).
-pub fn parse_cidr(s: &str) -> Option<IpNet> {
-    let s = s.trim();
-    if let Ok(net) = s.parse::<IpNet>() {
-        return Some(net.trunc());
-    }
-    s.parse::<IpAddr>().ok().map(IpNet::from)
 }
 
 /// The Cloudflare edge ranges compiled into this binary.

@@ -11,15 +11,14 @@
 //! that was checked.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use base64::Engine;
 use ipnet::IpNet;
 
-use crate::htpasswd::HtpasswdFile;
-use crate::pipeline::ACME_CHALLENGE_PREFIX;
-use crate::trust::canonical;
+pub use crate::config::path::{is_normal, normalize_path, PathError};
+use crate::decide::htpasswd::HtpasswdFile;
+use crate::decide::trust::canonical;
 
 /// One `[[access]]` rule, validated.
 #[derive(Debug, Clone)]
@@ -29,18 +28,6 @@ pub struct AccessRule {
     /// Lower-case host the rule is limited to, if any.
     pub host: Option<String>,
     pub htpasswd: Option<Arc<HtpasswdFile>>,
-    pub realm: String,
-    pub allow: Vec<IpNet>,
-    pub deny: Vec<IpNet>,
-    pub pass_authorization: bool,
-}
-
-/// A rule as written in the config, before its htpasswd file is loaded.
-#[derive(Debug, Clone)]
-pub struct AccessRuleConfig {
-    pub prefix: String,
-    pub host: Option<String>,
-    pub htpasswd: Option<PathBuf>,
     pub realm: String,
     pub allow: Vec<IpNet>,
     pub deny: Vec<IpNet>,
@@ -84,101 +71,8 @@ pub fn match_rule<'a>(
         .max_by_key(|(_, r)| (r.prefix.len(), r.host.is_some()))
 }
 
-/// Why a path was refused by normalisation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PathError {
-    /// A `%` not followed by two hex digits.
-    BadEscape,
-    /// An encoded `/`, `\` or NUL: different servers decode them differently, so no rule could be
-    /// sure what the backend will run.
-    AmbiguousEscape,
-}
-
-fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
-
-fn hex(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
-}
-
-/// Is this path already in normal form (the common case, no allocation needed)?
-pub fn is_normal(raw: &str) -> bool {
-    raw.starts_with('/')
-        && !raw.bytes().any(|b| b == b'%' || b == b';')
-        && !raw.contains("//")
-        && !raw.contains("/./")
-        && !raw.contains("/../")
-        && !raw.ends_with("/.")
-        && !raw.ends_with("/..")
-}
-
-/// Normalises a request path (see the module comment). Always returns an absolute path.
-pub fn normalize_path(raw: &str) -> Result<String, PathError> {
-    // 1. Percent-decoding of unreserved characters; other escapes upper-cased.
-    // Bytes, not chars: non-ASCII UTF-8 passes through untouched (the input is a &str, and only
-    // ASCII is ever decoded, so the result stays valid UTF-8).
-    let bytes = raw.as_bytes();
-    let mut decoded: Vec<u8> = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'%' {
-            let (Some(h), Some(l)) = (
-                bytes.get(i + 1).and_then(|&c| hex(c)),
-                bytes.get(i + 2).and_then(|&c| hex(c)),
-            ) else {
-                return Err(PathError::BadEscape);
-            };
-            let v = h * 16 + l;
-            if matches!(v, b'/' | b'\\' | 0) {
-                return Err(PathError::AmbiguousEscape);
-            }
-            if is_unreserved(v) {
-                decoded.push(v);
-            } else {
-                decoded.push(b'%');
-                decoded.push(bytes[i + 1].to_ascii_uppercase());
-                decoded.push(bytes[i + 2].to_ascii_uppercase());
-            }
-            i += 3;
-        } else {
-            decoded.push(b);
-            i += 1;
-        }
-    }
-    let decoded = String::from_utf8(decoded).map_err(|_| PathError::BadEscape)?;
-    // 2. Segments: drop `;params`, empty segments (`//`) and `.`; `..` pops (never above root).
-    let mut out: Vec<&str> = Vec::new();
-    let mut trailing_slash = false;
-    for seg in decoded.split('/') {
-        let seg = seg.split(';').next().unwrap_or("");
-        match seg {
-            "" => {}
-            "." => trailing_slash = true,
-            ".." => {
-                out.pop();
-                trailing_slash = true;
-            }
-            s => {
-                out.push(s);
-                trailing_slash = false;
-            }
-        }
-    }
-    if decoded.ends_with('/') {
-        trailing_slash = true;
-    }
-    let mut path = String::with_capacity(decoded.len());
-    for seg in &out {
-        path.push('/');
-        path.push_str(seg);
-    }
-    if path.is_empty() || trailing_slash {
-        path.push('/');
-    }
-    Ok(path)
-}
+/// The path prefix of ACME HTTP-01 challenges (RFC 8555 §8.3).
+pub const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 
 /// What the ACME exemption makes of a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,8 +5,8 @@
 use http::HeaderMap;
 use serde_json::{json, Map, Value};
 
-use crate::pipeline::{ConnContext, Decision};
-use crate::visitor::Scheme;
+use crate::decide::pipeline::{ConnContext, Decision};
+use crate::decide::visitor::Scheme;
 
 /// Headers that carry the visitor's facts to the backend, listed first in the echo.
 const FORWARDING: [&str; 8] = [

@@ -20,17 +20,17 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
 use tracing::{debug, info, warn};
 
-use crate::access::{self, AccessRule};
-use crate::access_log::{AccessRecord, Format};
-use crate::body::{data_len, BodyLimits, BodyState, ForwardBody, Prepared};
 use crate::config::AcmeMode;
-use crate::diag::{self, CloudflareMode};
-use crate::echo;
-use crate::park::ConnActivity;
-use crate::pipeline::{self, Action, ConnContext, Decision, Route};
-use crate::state::{Runtime, Shared};
-use crate::upstream::Upstream;
-use crate::visitor::Scheme;
+use crate::decide::access::{self, AccessRule};
+use crate::decide::pipeline::{self, Action, ConnContext, Decision, Route};
+use crate::decide::visitor::Scheme;
+use crate::observe::access_log::{AccessRecord, Format};
+use crate::observe::diag::{self, CloudflareMode};
+use crate::serve::body::{data_len, BodyLimits, BodyState, ForwardBody, Prepared};
+use crate::serve::echo;
+use crate::serve::park::ConnActivity;
+use crate::serve::state::{Runtime, Shared};
+use crate::serve::upstream::Upstream;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
@@ -104,7 +104,7 @@ impl Incoming0 {
         let cf_visitor = headers.get("cf-visitor").and_then(|v| v.to_str().ok());
         Incoming0 {
             cf_ray: header_string(headers, "cf-ray"),
-            cf_visitor_https: cf_visitor.and_then(crate::visitor::cf_visitor_scheme)
+            cf_visitor_https: cf_visitor.and_then(crate::decide::visitor::cf_visitor_scheme)
                 == Some(Scheme::Https),
             cloudflare_headers: cf_visitor.is_some()
                 || headers.contains_key("cf-connecting-ip")
@@ -598,7 +598,7 @@ fn log_acme(record: &RequestRecord, status: StatusCode, headers: &HeaderMap, ans
             host: record
                 .host
                 .as_deref()
-                .map(|h| crate::forwarded::host_name(h).to_ascii_lowercase())
+                .map(|h| crate::decide::forwarded::host_name(h).to_ascii_lowercase())
                 .unwrap_or_default(),
             path_and_query: record.path.clone(),
         };

@@ -9,16 +9,16 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use tokio_rustls::TlsAcceptor;
 
-use crate::access::AccessRule;
-use crate::access_log::AccessLog;
 use crate::config::{AcmeMode, Config, Problem};
-use crate::diag::Diag;
-use crate::htpasswd::HtpasswdFile;
-use crate::metrics::Metrics;
-use crate::pipeline::PipelineConfig;
-use crate::tls::{self, CertStore};
-use crate::trust::{self as trust_mod, EdgeSecret, TrustedRanges};
-use crate::upstream::Upstream;
+use crate::decide::access::AccessRule;
+use crate::decide::htpasswd::HtpasswdFile;
+use crate::decide::pipeline::PipelineConfig;
+use crate::decide::trust::{self as trust_mod, EdgeSecret, TrustedRanges};
+use crate::observe::access_log::AccessLog;
+use crate::observe::diag::Diag;
+use crate::observe::metrics::Metrics;
+use crate::serve::tls::{self, CertStore};
+use crate::serve::upstream::Upstream;
 
 /// Everything derived from one configuration.
 #[derive(Clone)]
@@ -81,7 +81,7 @@ pub struct Shared {
     pub access_log: AccessLog,
     pub diag: Diag,
     /// Memory held by buffered request bodies (`limits.request_buffer_total`).
-    pub buffer_budget: Arc<crate::body::BufferBudget>,
+    pub buffer_budget: Arc<crate::serve::body::BufferBudget>,
 }
 
 impl Shared {
@@ -202,7 +202,7 @@ impl Runtime {
         let cloudflare = self
             .pipeline
             .trusted
-            .covers_any(&crate::trust::cloudflare_ranges());
+            .covers_any(&crate::decide::trust::cloudflare_ranges());
         if !cloudflare || !(ip_rules || c.trust.only_trusted_peers) {
             return None;
         }

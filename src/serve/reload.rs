@@ -17,9 +17,9 @@ use std::time::Duration;
 use tracing::{error, info, warn, Level};
 
 use crate::config::{Config, Source};
-use crate::state::{Runtime, Shared};
-use crate::tls::{now_unix, Alarm};
-use crate::trust::TrustedRanges;
+use crate::decide::trust::TrustedRanges;
+use crate::serve::state::{Runtime, Shared};
+use crate::serve::tls::{now_unix, Alarm};
 
 /// What a reload changed, for callers that want to know (tests, SIGHUP logging).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

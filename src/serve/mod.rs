@@ -1,0 +1,15 @@
+//! The I/O: listeners and connections (`server`, `park`), TLS (`tls`), the thin request handler
+//! (`proxy`), request bodies (`body`), the backend client and its per-worker pool (`upstream`),
+//! the per-configuration snapshot and its reload path (`state`, `reload`), the embedded echo
+//! origin and the admin listener. May import `observe`, `decide` and `config`.
+
+pub mod admin;
+pub mod body;
+pub mod echo;
+pub mod park;
+pub mod proxy;
+pub mod reload;
+pub mod server;
+pub mod state;
+pub mod tls;
+pub mod upstream;
