@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use base64::Engine;
 use md5::{Digest as _, Md5};
 use sha1::Sha1;
@@ -205,12 +204,13 @@ pub fn apr1(password: &[u8], salt: &[u8]) -> String {
     out
 }
 
-/// One htpasswd file in use: its current users, reloaded when its content changes, and the
-/// cache of recent successful verifications.
+/// One htpasswd file as loaded: its users, the content they were parsed from, and the cache of
+/// recent successful verifications. Immutable but for the cache: a changed file is a new
+/// `HtpasswdFile` (with an empty cache) in the next runtime snapshot.
 pub struct HtpasswdFile {
     pub path: PathBuf,
-    current: ArcSwap<Htpasswd>,
-    content: Mutex<Vec<u8>>,
+    users: Htpasswd,
+    content: Vec<u8>,
     cache: Mutex<HashMap<[u8; 32], Instant>>,
 }
 
@@ -237,26 +237,27 @@ impl HtpasswdFile {
         let parsed = Htpasswd::parse(&String::from_utf8_lossy(&bytes), path)?;
         Ok(Arc::new(HtpasswdFile {
             path: path.to_path_buf(),
-            current: ArcSwap::from_pointee(parsed),
-            content: Mutex::new(bytes),
+            users: parsed,
+            content: bytes,
             cache: Mutex::new(HashMap::new()),
         }))
     }
 
-    /// Re-reads the file; swaps in the new users when the content changed and parses. Returns
-    /// whether it changed; on error the old users stay in force.
-    pub fn reload(&self) -> Result<bool, Vec<Problem>> {
+    /// Re-reads the file: `Ok(Some(new))` when its content changed and parses (a new file with an
+    /// empty cache: a removed user or changed password must not live on in it), `Ok(None)` when
+    /// unchanged; on error the users in force stay.
+    pub fn reread(&self) -> Result<Option<Arc<HtpasswdFile>>, Vec<Problem>> {
         let bytes = std::fs::read(&self.path).map_err(|e| read_problem(&self.path, e))?;
-        let mut content = self.content.lock().unwrap_or_else(|p| p.into_inner());
-        if *content == bytes {
-            return Ok(false);
+        if self.content == bytes {
+            return Ok(None);
         }
         let parsed = Htpasswd::parse(&String::from_utf8_lossy(&bytes), &self.path)?;
-        self.current.store(Arc::new(parsed));
-        *content = bytes;
-        // A removed user or changed password must not live on in the cache.
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
-        Ok(true)
+        Ok(Some(Arc::new(HtpasswdFile {
+            path: self.path.clone(),
+            users: parsed,
+            content: bytes,
+            cache: Mutex::new(HashMap::new()),
+        })))
     }
 
     fn cache_key(header: &[u8]) -> [u8; 32] {
@@ -272,7 +273,7 @@ impl HtpasswdFile {
 
     /// Verifies the credentials (slow for bcrypt: call off the async workers) and caches success.
     pub fn verify(&self, header: &[u8], user: &str, password: &str) -> bool {
-        let ok = self.current.load().verify(user, password);
+        let ok = self.users.verify(user, password);
         if ok {
             let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             if cache.len() >= CACHE_MAX {
@@ -287,7 +288,7 @@ impl HtpasswdFile {
     }
 
     pub fn users(&self) -> usize {
-        self.current.load().len()
+        self.users.len()
     }
 }
 

@@ -1,15 +1,18 @@
-//! Reloading without a restart.
+//! Reloading without a restart, along one path: every trigger — SIGHUP, the
+//! `tls.reload_interval` timer — builds one new immutable [`Runtime`] snapshot and swaps it in
+//! once, with one log line saying what changed and what was refused. A request reads the
+//! snapshot once, so it never sees half of one state and half of another.
 //!
-//! - **Files** (every `tls.reload_interval`, and on SIGHUP): certificate files (certbot
-//!   renewals), htpasswd files and the trusted-range file are re-read; what changed and is valid
-//!   is swapped in, what fails is logged at ERROR and the last good version keeps serving — never
-//!   fall back to nothing (no certificate means Cloudflare 525; an empty trust list would silently
-//!   distrust Cloudflare).
-//! - **Configuration** (SIGHUP, when the file's text changed): the new file is parsed, validated
-//!   and every file it names loaded into a complete new [`Runtime`]; only then is it swapped in.
-//!   An invalid one is logged with every reason and the old one keeps serving. Listen addresses
-//!   and the connection limit need a restart, which is logged. In-flight requests and open
-//!   keep-alive connections are untouched.
+//! - **Configuration** (SIGHUP, when the file's text changed): parsed, validated, and every file
+//!   it names loaded into a complete new snapshot; only then is it swapped in. An invalid one is
+//!   logged with every reason and the old one keeps serving. Unchanged parts are reused (the
+//!   backend pool when `[backend]` is the same). Listen addresses and the connection limit need a
+//!   restart, which is logged.
+//! - **Files** (the timer, and SIGHUP with an unchanged configuration): certificates (certbot
+//!   renewals), htpasswd files, the trusted-range file and the edge secret are re-read; what
+//!   changed and is valid goes into the new snapshot, what fails is refused and the last good
+//!   version keeps serving — never fall back to nothing (no certificate means Cloudflare 525; an
+//!   empty trust list would silently distrust Cloudflare).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,11 +46,11 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// Re-reads certificates, htpasswd files and the ranges file now (file I/O runs off the async
-    /// workers).
+    /// Re-reads certificates, htpasswd files, the ranges file and the edge secret now (file I/O
+    /// runs off the async workers).
     pub async fn reload(&self) -> ReloadOutcome {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.reload_files())
+        tokio::task::spawn_blocking(move || this.reload_blocking(false))
             .await
             .unwrap_or_default()
     }
@@ -56,47 +59,69 @@ impl Reloader {
     /// else the files alone.
     pub async fn reload_config(&self) -> ReloadOutcome {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.reload_config_blocking())
+        tokio::task::spawn_blocking(move || this.reload_blocking(true))
             .await
             .unwrap_or_default()
     }
 
-    fn reload_config_blocking(&self) -> ReloadOutcome {
+    /// SIGUSR1: reopen the access-log file (after logrotate moved it).
+    pub fn reopen_access_log(&self) {
+        self.shared.access_log.reopen();
+    }
+
+    /// The one reload path.
+    fn reload_blocking(&self, reread_config: bool) -> ReloadOutcome {
+        let _serial = self
+            .shared
+            .reload_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let current = self.shared.runtime.load_full();
-        let Source::File(path) = &current.config.source else {
-            return self.reload_files();
-        };
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) => {
-                error!(config = %path.display(), error = %e, "configuration not reloaded: cannot read the file; the running configuration stays in force");
-                return ReloadOutcome {
-                    config_refused: true,
-                    ..ReloadOutcome::default()
-                };
+        if reread_config {
+            if let Source::File(path) = &current.config.source {
+                match std::fs::read_to_string(path) {
+                    Ok(text) if text != current.config.text => {
+                        return self.swap_config(&current, path, &text);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        error!(config = %path.display(), error = %e, "configuration reload refused: cannot read the file; the running configuration stays in force");
+                        return ReloadOutcome {
+                            config_refused: true,
+                            ..ReloadOutcome::default()
+                        };
+                    }
+                }
             }
-        };
-        if text == current.config.text {
-            return self.reload_files();
         }
-        let built = Config::parse(&text, Source::File(path.clone()))
+        self.swap_files(&current)
+    }
+
+    /// A changed configuration file: a whole new snapshot, or nothing.
+    fn swap_config(&self, current: &Runtime, path: &std::path::Path, text: &str) -> ReloadOutcome {
+        let built = Config::parse(text, Source::File(path.to_path_buf()))
             .map_err(|e| e.problems)
-            .and_then(|config| Runtime::build(config, Some(&current)));
+            .and_then(|config| Runtime::build(config, Some(current)));
         match built {
             Ok(next) => {
                 log_restart_needed(&current.config, &next.config);
                 if let Some(store) = &next.certs {
                     log_alarms(&store.alarms(now_unix()));
                 }
-                self.shared
-                    .access_log
-                    .set_destination(next.config.log.access_file.clone());
                 if let Some(warning) = next.proof_warning() {
                     warn!("{warning}");
                 }
+                let kept = if next.generation == current.generation {
+                    "kept the backend connection pool"
+                } else {
+                    "new backend, new connection pool"
+                };
+                self.shared
+                    .access_log
+                    .set_destination(next.config.log.access_file.clone());
                 self.shared.runtime.store(Arc::new(next));
                 self.shared.metrics.reload("reloaded");
-                info!(config = %path.display(), "configuration reloaded");
+                info!(config = %path.display(), "configuration reloaded: every file it names re-read; {kept}");
                 ReloadOutcome {
                     config_reloaded: true,
                     ..ReloadOutcome::default()
@@ -120,106 +145,127 @@ impl Reloader {
         }
     }
 
-    /// SIGUSR1: reopen the access-log file (after logrotate moved it).
-    pub fn reopen_access_log(&self) {
-        self.shared.access_log.reopen();
-    }
-
-    fn reload_files(&self) -> ReloadOutcome {
-        let runtime = self.shared.runtime.load_full();
+    /// The files the configuration names: one new snapshot with whatever changed and is valid.
+    fn swap_files(&self, current: &Arc<Runtime>) -> ReloadOutcome {
         let mut outcome = ReloadOutcome::default();
-        if let Some(store) = &runtime.certs {
-            let report = store.reload();
-            let set = store.current();
-            for path in &report.reloaded {
-                let summary = set
-                    .entries
-                    .iter()
-                    .find(|e| e.spec.cert.display().to_string() == *path)
-                    .and_then(|e| e.cert.summary.clone());
-                match summary {
-                    Some(s) => info!(cert = %path, serial = %s.serial, "certificate reloaded: {s}"),
-                    None => info!(cert = %path, "certificate reloaded"),
-                }
-            }
+        let mut next: Option<Runtime> = None;
+        let mut changed: Vec<String> = Vec::new();
+        let mut refused: Vec<String> = Vec::new();
+        let base = |next: &Option<Runtime>| next.clone().unwrap_or_else(|| (**current).clone());
+
+        if let Some(store) = &current.certs {
+            let (fresh, report) = store.reread();
             for p in &report.refused {
-                error!("certificate reload refused, the previous certificate keeps serving: {p}");
+                refused.push(format!(
+                    "certificate reload refused, the previous certificate keeps serving: {p}"
+                ));
             }
-            outcome.certs_reloaded = report.reloaded.len();
             outcome.certs_refused = report.refused.len();
-            if !report.reloaded.is_empty() {
-                log_alarms(&store.alarms(now_unix()));
+            if let Some(fresh) = fresh {
+                let set = fresh.current();
+                match base(&next).with_certs(fresh) {
+                    Ok(n) => {
+                        for path in &report.reloaded {
+                            let summary = set
+                                .entries
+                                .iter()
+                                .find(|e| e.spec.cert.display().to_string() == *path)
+                                .and_then(|e| e.cert.summary.clone());
+                            changed.push(match summary {
+                                Some(s) => format!(
+                                    "certificate reloaded: {path}, serial {}: {s}",
+                                    s.serial
+                                ),
+                                None => format!("certificate reloaded: {path}"),
+                            });
+                        }
+                        outcome.certs_reloaded = report.reloaded.len();
+                        next = Some(n);
+                    }
+                    Err(e) => refused.push(format!("certificate reload refused: {e}")),
+                }
             }
         }
-        for file in &runtime.htpasswd {
-            match file.reload() {
-                Ok(true) => {
-                    info!(file = %file.path.display(), users = file.users(), "htpasswd file reloaded");
+        for file in &current.htpasswd {
+            match file.reread() {
+                Ok(Some(fresh)) => {
+                    changed.push(format!(
+                        "htpasswd file reloaded: {} ({} users)",
+                        fresh.path.display(),
+                        fresh.users()
+                    ));
+                    next = Some(base(&next).with_htpasswd(file, fresh));
                     outcome.htpasswd_reloaded += 1;
                 }
-                Ok(false) => {}
+                Ok(None) => {}
                 Err(problems) => {
                     for p in problems {
-                        error!("htpasswd file not reloaded, the previous users stay in force: {p}");
+                        refused.push(format!(
+                            "htpasswd file not reloaded, the previous users stay in force: {p}"
+                        ));
                     }
                     outcome.htpasswd_refused += 1;
                 }
             }
         }
-        match runtime.with_edge_reread(std::time::Instant::now()) {
-            Ok(Some(next)) => {
-                let rotated = next.edge.as_ref().map(|e| e.current)
-                    != runtime.edge.as_ref().map(|e| e.current);
-                let next = Arc::new(next);
-                let prev = self.shared.runtime.compare_and_swap(&runtime, next.clone());
-                if Arc::ptr_eq(&prev, &runtime) {
-                    if rotated {
-                        info!(overlap = ?runtime.config.trust.edge.as_ref().map(|e| e.overlap), "edge secret changed: the new one is in force, the previous one is still accepted for the overlap");
-                    } else {
-                        info!("edge secret overlap over: only the current secret is accepted");
-                    }
-                    outcome.edge_reloaded = true;
-                }
-                return outcome_with_ranges(self, next, outcome);
+        match base(&next).with_edge_reread(std::time::Instant::now()) {
+            Ok(Some(n)) => {
+                let rotated =
+                    n.edge.as_ref().map(|e| e.current) != current.edge.as_ref().map(|e| e.current);
+                changed.push(if rotated {
+                    "edge secret changed: the new one is in force, the previous one is accepted for trust.edge_secret_overlap".into()
+                } else {
+                    "edge secret overlap over: only the current secret is accepted".into()
+                });
+                next = Some(n);
+                outcome.edge_reloaded = true;
             }
             Ok(None) => {}
             Err(p) => {
-                error!("edge secret not reloaded, the secrets in force stay: {p}");
+                refused.push(format!(
+                    "edge secret not reloaded, the secrets in force stay: {p}"
+                ));
                 outcome.edge_refused = true;
             }
         }
-        outcome_with_ranges(self, runtime, outcome)
-    }
-}
-
-/// The trusted-range file part of a file reload, on top of `runtime`.
-fn outcome_with_ranges(
-    this: &Reloader,
-    runtime: Arc<Runtime>,
-    mut outcome: ReloadOutcome,
-) -> ReloadOutcome {
-    if runtime.config.trust.ranges_file.is_some() {
-        match TrustedRanges::from_config(&runtime.config.trust) {
-            Ok(ranges) if ranges != runtime.pipeline.trusted => {
-                let count = ranges.len();
-                // Swap only if nobody swapped a whole new configuration in meanwhile.
-                let next = Arc::new(runtime.with_trusted(ranges));
-                let prev = this.shared.runtime.compare_and_swap(&runtime, next);
-                if Arc::ptr_eq(&prev, &runtime) {
-                    info!(ranges = count, "trusted ranges reloaded");
+        if current.config.trust.ranges_file.is_some() {
+            match TrustedRanges::from_config(&current.config.trust) {
+                Ok(ranges) if ranges != current.pipeline.trusted => {
+                    changed.push(format!("trusted ranges reloaded: {} ranges", ranges.len()));
+                    next = Some(base(&next).with_trusted(ranges));
                     outcome.ranges_reloaded = true;
                 }
-            }
-            Ok(_) => {}
-            Err(problems) => {
-                for p in problems {
-                    error!("trusted ranges not reloaded, the last good list stays in force: {p}");
+                Ok(_) => {}
+                Err(problems) => {
+                    for p in problems {
+                        refused.push(format!(
+                            "trusted ranges not reloaded, the last good list stays in force: {p}"
+                        ));
+                    }
+                    outcome.ranges_refused = true;
                 }
-                outcome.ranges_refused = true;
             }
         }
+        if let Some(next) = next {
+            if outcome.certs_reloaded > 0 {
+                if let Some(store) = &next.certs {
+                    log_alarms(&store.alarms(now_unix()));
+                }
+            }
+            self.shared.runtime.store(Arc::new(next));
+        }
+        if !refused.is_empty() {
+            let also = if changed.is_empty() {
+                String::new()
+            } else {
+                format!("; reloaded: {}", changed.join("; "))
+            };
+            error!("reload: {}{also}", refused.join("; "));
+        } else if !changed.is_empty() {
+            info!("reload: {}; everything else unchanged", changed.join("; "));
+        }
+        outcome
     }
-    outcome
 }
 
 /// Settings that only take effect at start.

@@ -31,6 +31,8 @@ pub struct Runtime {
     /// The certificates, when there is a TLS listener or a configured certificate.
     pub certs: Option<Arc<CertStore>>,
     pub tls: Option<TlsAcceptor>,
+    /// `tls.client_ca`'s verifier, kept to rebuild the acceptor when certificates change.
+    client_verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
     pub htpasswd: Vec<Arc<HtpasswdFile>>,
     /// The edge secrets in force (`trust.edge_secret_file`), with the rotation overlap.
     pub edge: Option<EdgeState>,
@@ -82,6 +84,8 @@ pub struct Shared {
     pub diag: Diag,
     /// Memory held by buffered request bodies (`limits.request_buffer_total`).
     pub buffer_budget: Arc<crate::serve::body::BufferBudget>,
+    /// Serialises reloads (the timer and SIGHUP may coincide).
+    pub reload_lock: std::sync::Mutex<()>,
 }
 
 impl Shared {
@@ -93,6 +97,7 @@ impl Shared {
             access_log,
             diag: Diag::default(),
             buffer_budget: Arc::default(),
+            reload_lock: std::sync::Mutex::new(()),
         })
     }
 }
@@ -145,13 +150,15 @@ impl Runtime {
             },
         };
         let tls_acceptor = match (&certs, config.listen.https.is_empty()) {
-            (Some(store), false) => match tls::server_config(store.clone(), client_verifier) {
-                Ok(cfg) => Some(TlsAcceptor::from(cfg)),
-                Err(e) => {
-                    problems.push(config.problem("tls", e.to_string()));
-                    None
+            (Some(store), false) => {
+                match tls::server_config(store.clone(), client_verifier.clone()) {
+                    Ok(cfg) => Some(TlsAcceptor::from(cfg)),
+                    Err(e) => {
+                        problems.push(config.problem("tls", e.to_string()));
+                        None
+                    }
                 }
-            },
+            }
             _ => None,
         };
         let now = Instant::now();
@@ -174,18 +181,59 @@ impl Runtime {
             return Err(problems);
         };
         static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        // Per-worker backend pools are keyed on the generation: it changes only with the backend.
+        let generation = match reusable {
+            Some(p) => p.generation,
+            None => GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        };
         let mut pipeline = PipelineConfig::new(&config, trusted, access);
         pipeline.edge = edge_secret(&config, edge.as_ref());
         Ok(Runtime {
-            generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            generation,
             pipeline,
             config,
             upstream,
             certs,
             tls: tls_acceptor,
+            client_verifier,
             htpasswd,
             edge,
         })
+    }
+
+    /// The same snapshot with re-read certificates (and a TLS acceptor that serves them; TLS
+    /// session tickets and the resumption cache carry over).
+    pub fn with_certs(&self, store: CertStore) -> Result<Runtime, String> {
+        let store = Arc::new(store);
+        let mut next = self.clone();
+        if let Some(old) = &self.tls {
+            let mut cfg = tls::server_config(store.clone(), self.client_verifier.clone())
+                .map_err(|e| e.to_string())?;
+            if let Some(cfg) = Arc::get_mut(&mut cfg) {
+                cfg.session_storage = old.config().session_storage.clone();
+                cfg.ticketer = old.config().ticketer.clone();
+            }
+            next.tls = Some(TlsAcceptor::from(cfg));
+        }
+        next.certs = Some(store);
+        Ok(next)
+    }
+
+    /// The same snapshot with a re-read htpasswd file in place of `old`, in the file list and in
+    /// every access rule that names it.
+    pub fn with_htpasswd(&self, old: &Arc<HtpasswdFile>, new: Arc<HtpasswdFile>) -> Runtime {
+        let mut next = self.clone();
+        for f in &mut next.htpasswd {
+            if Arc::ptr_eq(f, old) {
+                *f = new.clone();
+            }
+        }
+        for rule in &mut next.pipeline.access {
+            if rule.htpasswd.as_ref().is_some_and(|f| Arc::ptr_eq(f, old)) {
+                rule.htpasswd = Some(new.clone());
+            }
+        }
+        next
     }
 
     /// The warning `check` and the start-up log give when IP allow/deny lists or lockdown rest on

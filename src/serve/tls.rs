@@ -12,7 +12,6 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
@@ -367,13 +366,12 @@ pub struct Alarm {
     pub message: String,
 }
 
-/// The live certificates (see the module comment).
+/// The certificates of one snapshot (immutable: a reload that changes them makes a new store,
+/// and with it a new TLS acceptor in the next runtime snapshot).
 pub struct CertStore {
-    current: ArcSwap<CertSet>,
+    set: Arc<CertSet>,
     tls: TlsConfig,
     server_names: Vec<String>,
-    /// Serialises reloads (timer and SIGHUP may coincide).
-    reload_lock: std::sync::Mutex<()>,
 }
 
 impl fmt::Debug for CertStore {
@@ -419,22 +417,21 @@ impl CertStore {
         let set = CertSet::build(entries, pending, config.tls.default.as_deref(), fallback)
             .map_err(|m| vec![config.problem("tls.default", m)])?;
         Ok(CertStore {
-            current: ArcSwap::from_pointee(set),
+            set: Arc::new(set),
             tls: config.tls.clone(),
             server_names: config.server_names.clone(),
-            reload_lock: std::sync::Mutex::new(()),
         })
     }
 
     pub fn current(&self) -> Arc<CertSet> {
-        self.current.load_full()
+        self.set.clone()
     }
 
     /// Re-reads every certificate and key file; entries whose content changed are parsed and,
-    /// when valid, swapped in. A changed entry that fails keeps its old certificate.
-    pub fn reload(&self) -> ReloadReport {
-        let _guard = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let old = self.current.load_full();
+    /// when valid, make a new store (returned). A changed entry that fails keeps its old
+    /// certificate and is reported as refused.
+    pub fn reread(&self) -> (Option<CertStore>, ReloadReport) {
+        let old = &self.set;
         let mut report = ReloadReport::default();
         let mut entries = Vec::with_capacity(old.entries.len());
         for e in &old.entries {
@@ -481,7 +478,7 @@ impl CertStore {
             }
         }
         if report.reloaded.is_empty() {
-            return report;
+            return (None, report);
         }
         match CertSet::build(
             entries,
@@ -489,7 +486,14 @@ impl CertStore {
             self.tls.default.as_deref(),
             old.fallback.clone(),
         ) {
-            Ok(set) => self.current.store(Arc::new(set)),
+            Ok(set) => {
+                let next = CertStore {
+                    set: Arc::new(set),
+                    tls: self.tls.clone(),
+                    server_names: self.server_names.clone(),
+                };
+                (Some(next), report)
+            }
             Err(m) => {
                 report.reloaded.clear();
                 report.refused.push(Problem {
@@ -498,9 +502,9 @@ impl CertStore {
                     key: "tls.default".into(),
                     message: m,
                 });
+                (None, report)
             }
         }
-        report
     }
 
     /// Expiry and coverage alarms for every certificate at `now_unix`.
@@ -558,7 +562,7 @@ impl CertStore {
 
 impl ResolvesServerCert for CertStore {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.load().select(hello.server_name()))
+        Some(self.set.select(hello.server_name()))
     }
 }
 
