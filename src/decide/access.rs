@@ -28,7 +28,7 @@ pub struct AccessRule {
     /// Lower-case host the rule is limited to, if any.
     pub host: Option<String>,
     pub htpasswd: Option<Arc<HtpasswdFile>>,
-    pub realm: String,
+    pub realm: Arc<str>,
     pub allow: Vec<IpNet>,
     pub deny: Vec<IpNet>,
     pub pass_authorization: bool,
@@ -54,21 +54,16 @@ pub fn starts_with_ci(path: &str, prefix: &str) -> bool {
 
 /// Picks the rule for a request: the longest matching prefix; on equal length a rule for this
 /// host beats a rule for any host. `path` must be normalised; ASCII case is ignored.
-pub fn match_rule<'a>(
-    rules: &'a [AccessRule],
-    host: &str,
-    path: &str,
-) -> Option<(usize, &'a AccessRule)> {
+pub fn match_rule<'a>(rules: &'a [AccessRule], host: &str, path: &str) -> Option<&'a AccessRule> {
     rules
         .iter()
-        .enumerate()
-        .filter(|(_, r)| starts_with_ci(path, &r.prefix))
-        .filter(|(_, r)| {
+        .filter(|r| starts_with_ci(path, &r.prefix))
+        .filter(|r| {
             r.host
                 .as_deref()
                 .is_none_or(|h| h.eq_ignore_ascii_case(host))
         })
-        .max_by_key(|(_, r)| (r.prefix.len(), r.host.is_some()))
+        .max_by_key(|r| (r.prefix.len(), r.host.is_some()))
 }
 
 /// The path prefix of ACME HTTP-01 challenges (RFC 8555 §8.3).
@@ -159,6 +154,80 @@ pub fn acme_redirect(from: &AcmeHop, location: &str) -> Result<AcmeHop, String> 
             .path_and_query()
             .map_or_else(|| "/".to_string(), |pq| pq.as_str().to_string()),
     })
+}
+
+/// What an access rule asks of a request before it is forwarded: Basic credentials checked
+/// against the rule's htpasswd file. Part of the pipeline's verdict, so the handler never goes
+/// back to the configuration to find the rule.
+#[derive(Debug, Clone)]
+pub struct AuthCheck {
+    pub file: Arc<HtpasswdFile>,
+    pub realm: Arc<str>,
+    /// Forward the `Authorization` header after a successful check (off by default: WordPress
+    /// treats any Basic credentials as "site protected" and turns off Application Passwords).
+    pub pass_authorization: bool,
+}
+
+impl PartialEq for AuthCheck {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.file, &other.file)
+            && self.realm == other.realm
+            && self.pass_authorization == other.pass_authorization
+    }
+}
+
+impl Eq for AuthCheck {}
+
+impl AuthCheck {
+    pub fn of(rule: &AccessRule) -> Option<AuthCheck> {
+        Some(AuthCheck {
+            file: rule.htpasswd.clone()?,
+            realm: rule.realm.clone(),
+            pass_authorization: rule.pass_authorization,
+        })
+    }
+
+    /// What the request's `Authorization` header amounts to before any slow hash is computed.
+    pub fn credentials(&self, headers: &http::HeaderMap) -> Credentials {
+        let Some(header) = headers.get(http::header::AUTHORIZATION) else {
+            return Credentials::Missing;
+        };
+        let Some(creds) = parse_basic(header.as_bytes()) else {
+            return Credentials::Malformed;
+        };
+        if self.file.recently_verified(header.as_bytes()) {
+            return Credentials::Verified { user: creds.user };
+        }
+        Credentials::Unverified {
+            token: header.as_bytes().to_vec(),
+            creds,
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge of a 401 (RFC 7617 §2, with the UTF-8 charset).
+    pub fn challenge(&self) -> http::HeaderValue {
+        http::HeaderValue::from_str(&format!(
+            "Basic realm=\"{}\", charset=\"UTF-8\"",
+            self.realm
+        ))
+        .unwrap_or_else(|_| http::HeaderValue::from_static("Basic realm=\"Restricted\""))
+    }
+}
+
+/// The state of a request's credentials.
+pub enum Credentials {
+    Missing,
+    Malformed,
+    /// Verified within the last minute (cached by the exact header).
+    Verified {
+        user: String,
+    },
+    /// Well-formed; the password hash must be checked (bcrypt: milliseconds, off the async
+    /// workers) with [`HtpasswdFile::verify`].
+    Unverified {
+        token: Vec<u8>,
+        creds: BasicCredentials,
+    },
 }
 
 /// Credentials from an `Authorization: Basic …` header.
@@ -322,7 +391,7 @@ mod tests {
             prefix: prefix.into(),
             host: host.map(Into::into),
             htpasswd: None,
-            realm: "r".into(),
+            realm: Arc::from("r"),
             allow: vec![],
             deny: vec![],
             pass_authorization: false,
@@ -337,7 +406,7 @@ mod tests {
             rule("/", Some("staging.example.com")),
             rule("/wp-admin/", Some("example.com")),
         ];
-        let m = |h, p| match_rule(&rules, h, p).map(|(_, r)| (r.prefix.clone(), r.host.clone()));
+        let m = |h, p| match_rule(&rules, h, p).map(|r| (r.prefix.clone(), r.host.clone()));
         assert_eq!(
             m("example.com", "/wp-admin/admin-ajax.php"),
             Some(("/wp-admin/admin-ajax.php".into(), None))

@@ -24,7 +24,7 @@ use http::request::Parts;
 use http::{HeaderMap, Method, StatusCode, Version};
 
 use crate::config::{AcmeMode, BodyLimit, Config};
-use crate::decide::access::{self, AccessRule, AcmePath};
+use crate::decide::access::{self, AccessRule, AcmePath, AuthCheck};
 use crate::decide::forwarded::{self, host_name};
 use crate::decide::trust::{EdgeSecret, TrustedRanges};
 use crate::decide::visitor::{self, Scheme, Visitor};
@@ -196,8 +196,8 @@ pub enum Action {
     Forward {
         upstream: UpstreamChoice,
         upgrade: Option<HeaderValue>,
-        /// Index of the access rule whose Basic auth must pass first.
-        auth: Option<usize>,
+        /// Basic auth that must pass first (the rule's htpasswd file and realm).
+        auth: Option<AuthCheck>,
         /// `[[limits.body]]`: the most request-body bytes to pass on (413 beyond).
         body_limit: Option<u64>,
         /// False for the ACME exemption: the challenge is a GET, and whatever body came with it
@@ -441,7 +441,7 @@ pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Deci
                 );
             }
         }
-        if let Some((index, rule)) = access::match_rule(&cfg.access, name, normalized) {
+        if let Some(rule) = access::match_rule(&cfg.access, name, normalized) {
             if !rule.admits(visitor.client_ip) {
                 return respond(
                     Some(host),
@@ -450,9 +450,7 @@ pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Deci
                     "Access from your address is not allowed.",
                 );
             }
-            if rule.htpasswd.is_some() {
-                auth = Some(index);
-            }
+            auth = AuthCheck::of(rule);
         }
     }
 

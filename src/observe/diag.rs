@@ -3,6 +3,12 @@
 //! occurrences it stands for.
 
 use std::collections::HashMap;
+
+use http::HeaderMap;
+use tracing::{info, warn};
+
+use crate::decide::pipeline::{ConnContext, Decision, Route};
+use crate::decide::visitor::{cf_visitor_scheme, Scheme};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -81,6 +87,122 @@ pub fn is_self_redirect(location: &str, scheme: &str, host: &str, path_and_query
     let authority = authority.strip_suffix(default_port).unwrap_or(authority);
     let host = host.strip_suffix(default_port).unwrap_or(host);
     authority.eq_ignore_ascii_case(host) && path == path_and_query
+}
+
+/// Facts read once from the request head as it arrived, before the pipeline strips what it
+/// must: what the access log and the diagnostics need of the original.
+pub struct HeadFacts {
+    pub cf_ray: Option<String>,
+    pub cf_visitor_https: bool,
+    pub cloudflare_headers: bool,
+}
+
+impl HeadFacts {
+    pub fn read(headers: &HeaderMap) -> HeadFacts {
+        let cf_visitor = headers.get("cf-visitor").and_then(|v| v.to_str().ok());
+        HeadFacts {
+            cf_ray: headers
+                .get("cf-ray")
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+            cf_visitor_https: cf_visitor.and_then(cf_visitor_scheme) == Some(Scheme::Https),
+            cloudflare_headers: cf_visitor.is_some()
+                || headers.contains_key("cf-connecting-ip")
+                || headers.contains_key("cf-ray"),
+        }
+    }
+}
+
+/// Per-request diagnostics that read the verdict and the head as it arrived: suspicious edge
+/// headers, a missing edge secret, the Cloudflare SSL mode (once), and Cloudflare headers from
+/// a peer outside the ranges.
+pub fn request(
+    diag: &Diag,
+    conn: &ConnContext,
+    decision: &Decision,
+    seen: &HeadFacts,
+    cloudflare_builtin: bool,
+) {
+    if let Some(anomaly) = decision.visitor.anomaly {
+        if let Some(n) = diag.allow("edge-anomaly") {
+            warn!(
+                peer = %conn.peer.ip(),
+                anomaly = anomaly.as_str(),
+                believed = %decision.visitor.client_ip,
+                occurrences = n,
+                "suspicious client-address headers from a trusted peer: Cloudflare sends exactly one CF-Connecting-IP holding one address. Only the address origin-gate believed is passed on; look for a Worker, Transform Rule or second proxy that adds these headers"
+            );
+        }
+    }
+    if decision.edge_secret_missing {
+        if let Some(n) = diag.allow("edge-secret-missing") {
+            warn!(
+                peer = %conn.peer.ip(),
+                occurrences = n,
+                "a peer in the trusted ranges did not present the edge secret (trust.edge_header): another Cloudflare account's zone pointed at this origin, or your Transform Rule is missing or sends an old secret; its forwarding headers were not believed"
+            );
+        }
+    }
+    if !seen.cloudflare_headers || decision.edge_secret_missing {
+        return;
+    }
+    if decision.visitor.trusted_peer {
+        // The Cloudflare SSL mode shows in how requests arrive: once per mode, at INFO.
+        let mode = match conn.listener {
+            Scheme::Https => Some(CloudflareMode::Full),
+            Scheme::Http if seen.cf_visitor_https => Some(CloudflareMode::Flexible),
+            Scheme::Http => None,
+        };
+        if let Some(mode) = mode {
+            if diag.first_sight(mode) {
+                match mode {
+                    CloudflareMode::Flexible => info!("Cloudflare SSL mode looks like \"Flexible\": https visitors arrive over plain http on port 80; WordPress sees https through X-Forwarded-Proto once the origin maps it (deploy/wordpress/). Consider \"Full (strict)\" with an Origin CA certificate"),
+                    CloudflareMode::Full => info!("Cloudflare SSL mode looks like \"Full\" or \"Full (strict)\": requests arrive over TLS"),
+                }
+            }
+        }
+        return;
+    }
+    let key = format!("untrusted-cf:{}", conn.peer.ip());
+    if decision.route == Route::Redirect && seen.cf_visitor_https {
+        if let Some(n) = diag.allow("flexible-loop") {
+            warn!(
+                peer = %conn.peer.ip(),
+                occurrences = n,
+                "redirect loop ahead: this request says it came through Cloudflare Flexible (CF-Visitor https) but its peer is not trusted, so it is treated as an http visitor and https.redirect sends it to https — which Cloudflare delivers over http again. Trust Cloudflare (trust.cloudflare = true; a current list via trust.ranges_file) or switch Cloudflare to Full"
+            );
+        }
+    } else if let Some(n) = diag.allow(&key) {
+        warn!(
+            peer = %conn.peer.ip(),
+            occurrences = n,
+            cloudflare_builtin,
+            "a peer outside the trusted ranges sent Cloudflare headers (CF-Connecting-IP / CF-Visitor / CF-Ray): a spoofing attempt, or Cloudflare ranges newer than this list (add them with trust.ranges_file); the headers were dropped"
+        );
+    }
+}
+
+/// The backend redirected the visitor to the very URL they asked for: a loop.
+pub fn redirect(
+    diag: &Diag,
+    decision: &Decision,
+    location: &str,
+    original_target: &str,
+    backend: &str,
+) {
+    let Some(host) = decision.host.as_ref().and_then(|h| h.to_str().ok()) else {
+        return;
+    };
+    let scheme = decision.visitor.scheme.as_str();
+    if is_self_redirect(location, scheme, host, original_target) {
+        if let Some(n) = diag.allow("redirect-loop") {
+            warn!(
+                url = %format_args!("{scheme}://{host}{original_target}"),
+                backend,
+                occurrences = n,
+                "redirect loop: the backend redirected the visitor to the URL they asked for. WordPress does not see that the visitor uses https: map X-Forwarded-Proto in the origin (deploy/wordpress/wp-config-https.php, apache-https.conf or nginx-php-fpm.conf), or set backend.https_url"
+            );
+        }
+    }
 }
 
 #[cfg(test)]

@@ -3,12 +3,15 @@
 //! the per-configuration snapshot and its reload path (`state`, `reload`), the embedded echo
 //! origin and the admin listener. May import `observe`, `decide` and `config`.
 
+pub mod acme;
 pub mod admin;
 pub mod body;
 pub mod echo;
+pub mod forward;
 pub mod park;
 pub mod proxy;
 pub mod reload;
+pub mod respond;
 pub mod server;
 pub mod state;
 pub mod tls;

@@ -329,7 +329,7 @@ fn access_rules(config: &Config) -> Result<AccessSetup, Vec<Problem>> {
             prefix: r.prefix.clone(),
             host: r.host.clone(),
             htpasswd,
-            realm: r.realm.clone(),
+            realm: std::sync::Arc::from(r.realm.as_str()),
             allow: r.allow.clone(),
             deny: r.deny.clone(),
             pass_authorization: r.pass_authorization,

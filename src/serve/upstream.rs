@@ -131,6 +131,26 @@ impl Upstream {
         Upstream::new(&self.config, self.acme.clone()).unwrap_or_else(|_| self.clone())
     }
 
+    /// This worker thread's copy of the client, with its own keep-alive pool, for the runtime
+    /// generation it was built for: each worker keeps its own backend connections, so a request
+    /// and its backend connection never wake another thread.
+    pub fn local(&self, generation: u64) -> Upstream {
+        thread_local! {
+            static LOCAL: std::cell::RefCell<Option<(u64, Upstream)>> = const { std::cell::RefCell::new(None) };
+        }
+        LOCAL.with(|cell| {
+            let mut cell = cell.borrow_mut();
+            match &*cell {
+                Some((g, upstream)) if *g == generation => upstream.clone(),
+                _ => {
+                    let upstream = self.fresh();
+                    *cell = Some((generation, upstream.clone()));
+                    upstream
+                }
+            }
+        })
+    }
+
     /// Does the embedded echo origin answer this choice (no real backend configured)?
     pub fn is_echo(&self, choice: UpstreamChoice) -> bool {
         self.base(choice).is_none()
