@@ -12,12 +12,12 @@ use std::net::SocketAddr;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::request::Parts;
 use http::Request;
-use origin_gate::config::AcmeMode;
-use origin_gate::decide::access::AccessRule;
+use origin_gate::config::{Config, Source};
 use origin_gate::decide::pipeline::{self, ConnContext, PipelineConfig};
-use origin_gate::decide::trust::{cloudflare_ranges, TrustedRanges};
+use origin_gate::decide::trust::TrustedRanges;
 use origin_gate::decide::visitor::{self, Scheme};
 use origin_gate::observe::access_log::AccessRecord;
+use origin_gate::serve::state::access_rules;
 
 /// A request head as Cloudflare delivers it to the origin in Flexible mode: 20 headers.
 fn cloudflare_request() -> Parts {
@@ -50,43 +50,32 @@ fn cloudflare_request() -> Parts {
         .0
 }
 
-fn rule(prefix: &str, allow: &[&str], deny: &[&str]) -> AccessRule {
-    AccessRule {
-        prefix: prefix.into(),
-        host: None,
-        htpasswd: None,
-        realm: "Restricted".into(),
-        allow: allow.iter().map(|n| n.parse().unwrap()).collect(),
-        deny: deny.iter().map(|n| n.parse().unwrap()).collect(),
-        pass_authorization: false,
-    }
-}
+/// The pipeline as origin-gate builds it from this configuration: the usual WordPress rules
+/// (wp-admin for one office network, xmlrpc.php closed, admin-ajax.php open for front-end
+/// plugins), lockdown and the https redirect, Cloudflare's built-in ranges.
+const CONFIG: &str = r#"
+server_names = ["blog.example.com", "www.blog.example.com"]
+[backend]
+url = "http://127.0.0.1:8080"
+[trust]
+only_trusted_peers = true
+[https]
+redirect = true
+[[access]]
+prefix = "/wp-admin/"
+allow = ["203.0.113.0/24"]
+[[access]]
+prefix = "/wp-admin/admin-ajax.php"
+[[access]]
+prefix = "/xmlrpc.php"
+deny = ["0.0.0.0/0", "::/0"]
+"#;
 
 fn config() -> PipelineConfig {
-    PipelineConfig {
-        trusted: TrustedRanges::new(&cloudflare_ranges()),
-        only_trusted_peers: true,
-        server_names: vec!["blog.example.com".into(), "www.blog.example.com".into()],
-        https_redirect: true,
-        hsts: None,
-        rewrite_location: true,
-        https_upstream: false,
-        require_client_cert: false,
-        // The usual WordPress rules: wp-admin for one office network, xmlrpc.php closed,
-        // admin-ajax.php open for front-end plugins.
-        access: vec![
-            rule("/wp-admin/", &["203.0.113.0/24"], &[]),
-            rule("/wp-admin/admin-ajax.php", &[], &[]),
-            rule("/xmlrpc.php", &[], &["0.0.0.0/0", "::/0"]),
-        ],
-        acme: AcmeMode::Proxy,
-        body_limits: vec![],
-        allow_underscores: false,
-        upgrade_protocols: vec!["websocket".into()],
-        max_header_bytes: 65536,
-        max_headers: 100,
-        edge: None,
-    }
+    let config = Config::parse(CONFIG, Source::Embedded).unwrap();
+    let trusted = TrustedRanges::from_config(&config.trust).unwrap();
+    let (rules, _) = access_rules(&config).unwrap();
+    PipelineConfig::new(&config, trusted, rules)
 }
 
 /// The access-log record of a decided request, built by the real constructor the handler uses,

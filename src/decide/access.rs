@@ -14,24 +14,18 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use base64::Engine;
-use ipnet::IpNet;
 
 pub use crate::config::path::{is_normal, normalize_path, PathError};
+pub use crate::config::AccessRuleConfig;
 use crate::decide::htpasswd::HtpasswdFile;
 use crate::decide::trust::canonical;
 
-/// One `[[access]]` rule, validated.
+/// One `[[access]]` rule in force: the rule as configured, and its Basic-auth check with the
+/// htpasswd file loaded (when it has one).
 #[derive(Debug, Clone)]
 pub struct AccessRule {
-    /// Normalised, lower-case path prefix.
-    pub prefix: String,
-    /// Lower-case host the rule is limited to, if any.
-    pub host: Option<String>,
-    pub htpasswd: Option<Arc<HtpasswdFile>>,
-    pub realm: Arc<str>,
-    pub allow: Vec<IpNet>,
-    pub deny: Vec<IpNet>,
-    pub pass_authorization: bool,
+    pub spec: AccessRuleConfig,
+    pub auth: Option<AuthCheck>,
 }
 
 impl AccessRule {
@@ -39,10 +33,10 @@ impl AccessRule {
     /// admits only its ranges (nginx's `allow …; deny all;`).
     pub fn admits(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
-        if self.deny.iter().any(|n| n.contains(&ip)) {
+        if self.spec.deny.iter().any(|n| n.contains(&ip)) {
             return false;
         }
-        self.allow.is_empty() || self.allow.iter().any(|n| n.contains(&ip))
+        self.spec.allow.is_empty() || self.spec.allow.iter().any(|n| n.contains(&ip))
     }
 }
 
@@ -57,13 +51,14 @@ pub fn starts_with_ci(path: &str, prefix: &str) -> bool {
 pub fn match_rule<'a>(rules: &'a [AccessRule], host: &str, path: &str) -> Option<&'a AccessRule> {
     rules
         .iter()
-        .filter(|r| starts_with_ci(path, &r.prefix))
+        .filter(|r| starts_with_ci(path, &r.spec.prefix))
         .filter(|r| {
-            r.host
+            r.spec
+                .host
                 .as_deref()
                 .is_none_or(|h| h.eq_ignore_ascii_case(host))
         })
-        .max_by_key(|r| (r.prefix.len(), r.host.is_some()))
+        .max_by_key(|r| (r.spec.prefix.len(), r.spec.host.is_some()))
 }
 
 /// The path prefix of ACME HTTP-01 challenges (RFC 8555 §8.3).
@@ -179,14 +174,6 @@ impl PartialEq for AuthCheck {
 impl Eq for AuthCheck {}
 
 impl AuthCheck {
-    pub fn of(rule: &AccessRule) -> Option<AuthCheck> {
-        Some(AuthCheck {
-            file: rule.htpasswd.clone()?,
-            realm: rule.realm.clone(),
-            pass_authorization: rule.pass_authorization,
-        })
-    }
-
     /// What the request's `Authorization` header amounts to before any slow hash is computed.
     pub fn credentials(&self, headers: &http::HeaderMap) -> Credentials {
         let Some(header) = headers.get(http::header::AUTHORIZATION) else {
@@ -388,13 +375,16 @@ mod tests {
 
     fn rule(prefix: &str, host: Option<&str>) -> AccessRule {
         AccessRule {
-            prefix: prefix.into(),
-            host: host.map(Into::into),
-            htpasswd: None,
-            realm: Arc::from("r"),
-            allow: vec![],
-            deny: vec![],
-            pass_authorization: false,
+            spec: AccessRuleConfig {
+                prefix: prefix.into(),
+                host: host.map(Into::into),
+                htpasswd: None,
+                realm: "r".into(),
+                allow: vec![],
+                deny: vec![],
+                pass_authorization: false,
+            },
+            auth: None,
         }
     }
 
@@ -406,7 +396,8 @@ mod tests {
             rule("/", Some("staging.example.com")),
             rule("/wp-admin/", Some("example.com")),
         ];
-        let m = |h, p| match_rule(&rules, h, p).map(|r| (r.prefix.clone(), r.host.clone()));
+        let m =
+            |h, p| match_rule(&rules, h, p).map(|r| (r.spec.prefix.clone(), r.spec.host.clone()));
         assert_eq!(
             m("example.com", "/wp-admin/admin-ajax.php"),
             Some(("/wp-admin/admin-ajax.php".into(), None))
@@ -429,8 +420,8 @@ mod tests {
     #[test]
     fn deny_wins_and_allow_admits_only_its_ranges() {
         let mut r = rule("/", None);
-        r.allow = vec!["203.0.113.0/24".parse().unwrap()];
-        r.deny = vec!["203.0.113.9/32".parse().unwrap()];
+        r.spec.allow = vec!["203.0.113.0/24".parse().unwrap()];
+        r.spec.deny = vec!["203.0.113.9/32".parse().unwrap()];
         assert!(r.admits("203.0.113.1".parse().unwrap()));
         assert!(r.admits("::ffff:203.0.113.1".parse().unwrap()));
         assert!(!r.admits("203.0.113.9".parse().unwrap()));

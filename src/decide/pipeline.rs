@@ -450,7 +450,7 @@ pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Deci
                     "Access from your address is not allowed.",
                 );
             }
-            auth = AuthCheck::of(rule);
+            auth = rule.auth.clone();
         }
     }
 
@@ -809,25 +809,12 @@ mod tests {
     use super::*;
     use http::Request;
 
+    /// The pipeline as the configuration builds it: the defaults, trusting only 127.0.0.2.
     fn cfg() -> PipelineConfig {
-        PipelineConfig {
-            trusted: TrustedRanges::new(&["127.0.0.2/32".parse().unwrap()]),
-            only_trusted_peers: false,
-            server_names: vec![],
-            https_redirect: false,
-            hsts: None,
-            rewrite_location: true,
-            https_upstream: false,
-            require_client_cert: false,
-            access: vec![],
-            acme: AcmeMode::Proxy,
-            body_limits: vec![],
-            allow_underscores: false,
-            upgrade_protocols: vec!["websocket".into()],
-            max_header_bytes: 65536,
-            max_headers: 100,
-            edge: None,
-        }
+        let text = "[backend]\nurl = \"http://127.0.0.1:8080\"\n[trust]\ncloudflare = false\nextra = [\"127.0.0.2/32\"]\n";
+        let config = Config::parse(text, crate::config::Source::Embedded).unwrap();
+        let trusted = TrustedRanges::new(&config.trust.extra);
+        PipelineConfig::new(&config, trusted, vec![])
     }
 
     fn conn(peer: &str, listener: Scheme, cfg: &PipelineConfig) -> ConnContext {

@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{AcmeMode, Config, Problem};
-use crate::decide::access::AccessRule;
+use crate::decide::access::{AccessRule, AuthCheck};
 use crate::decide::htpasswd::HtpasswdFile;
 use crate::decide::pipeline::PipelineConfig;
 use crate::decide::trust::{self as trust_mod, EdgeSecret, TrustedRanges};
@@ -229,8 +229,10 @@ impl Runtime {
             }
         }
         for rule in &mut next.pipeline.access {
-            if rule.htpasswd.as_ref().is_some_and(|f| Arc::ptr_eq(f, old)) {
-                rule.htpasswd = Some(new.clone());
+            if let Some(auth) = &mut rule.auth {
+                if Arc::ptr_eq(&auth.file, old) {
+                    auth.file = new.clone();
+                }
             }
         }
         next
@@ -301,10 +303,10 @@ fn edge_secret(config: &Config, state: Option<&EdgeState>) -> Option<EdgeSecret>
     Some(state?.secret(cfg.header.clone(), cfg.overlap))
 }
 
-type AccessSetup = (Vec<AccessRule>, Vec<Arc<HtpasswdFile>>);
+pub type AccessSetup = (Vec<AccessRule>, Vec<Arc<HtpasswdFile>>);
 
 /// Builds the access rules, loading each htpasswd file once however many rules name it.
-fn access_rules(config: &Config) -> Result<AccessSetup, Vec<Problem>> {
+pub fn access_rules(config: &Config) -> Result<AccessSetup, Vec<Problem>> {
     let mut files: Vec<Arc<HtpasswdFile>> = Vec::new();
     let mut rules = Vec::new();
     let mut problems = Vec::new();
@@ -326,13 +328,12 @@ fn access_rules(config: &Config) -> Result<AccessSetup, Vec<Problem>> {
             },
         };
         rules.push(AccessRule {
-            prefix: r.prefix.clone(),
-            host: r.host.clone(),
-            htpasswd,
-            realm: std::sync::Arc::from(r.realm.as_str()),
-            allow: r.allow.clone(),
-            deny: r.deny.clone(),
-            pass_authorization: r.pass_authorization,
+            auth: htpasswd.map(|file| AuthCheck {
+                file,
+                realm: Arc::from(r.realm.as_str()),
+                pass_authorization: r.pass_authorization,
+            }),
+            spec: r.clone(),
         });
     }
     if problems.is_empty() {
