@@ -9,7 +9,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc instead of glibc malloc: measured on the load benchmark (1 KiB responses, 64
-/// connections, same run): see the README's performance section for the figures.
+/// connections, same run): see docs/performance.md for the figures.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
