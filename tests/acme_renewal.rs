@@ -158,10 +158,19 @@ async fn certbot_issues_and_renews_through_basic_auth_and_https_redirect() {
     .unwrap();
     let mut gate = GateProcess::spawn(&config);
     let https = gate.https.unwrap();
+    // First issuance: one plain line, no contradicting "no [[tls.certs]]" and no ERROR.
+    let waiting: Vec<&String> = gate
+        .startup
+        .iter()
+        .filter(|l| l.contains("waiting for certificates for"))
+        .collect();
+    assert_eq!(waiting.len(), 1, "{}", gate.startup.join("\n"));
+    assert!(waiting[0].contains(" WARN "), "{}", waiting[0]);
     assert!(
-        gate.startup
+        !gate
+            .startup
             .iter()
-            .any(|l| l.contains("certificate files are missing")),
+            .any(|l| l.contains("no [[tls.certs]] configured") || l.contains(" ERROR ")),
         "{}",
         gate.startup.join("\n")
     );

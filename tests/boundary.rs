@@ -94,6 +94,7 @@ const ACME_NAMES: &[&str] = &[
     "forwarded",
     "host",
     "user-agent",
+    "via",
     "x-forwarded-for",
     "x-forwarded-host",
     "x-forwarded-port",
@@ -270,6 +271,7 @@ fn rows() -> Vec<Row> {
                 Names(&[
                     "forwarded",
                     "host",
+                    "via",
                     "x-forwarded-for",
                     "x-forwarded-host",
                     "x-forwarded-port",

@@ -57,6 +57,9 @@ pub struct PipelineConfig {
     pub max_headers: usize,
     /// `trust.edge_header` + secret: required, on top of the ranges, for a peer to be trusted.
     pub edge: Option<EdgeSecret>,
+    /// This process's `Via` entry (`1.1 origin-gate-<token>`): appended to every forwarded
+    /// request; a request that arrives carrying it has come round in a loop.
+    pub via: HeaderValue,
 }
 
 impl PipelineConfig {
@@ -79,6 +82,7 @@ impl PipelineConfig {
             max_headers: config.limits.max_headers,
             // Filled in by the runtime, which reads the secret file.
             edge: None,
+            via: HeaderValue::from_static("1.1 origin-gate"),
         }
     }
 }
@@ -146,6 +150,8 @@ pub enum Route {
     Lockdown,
     TooLarge,
     AuthDenied,
+    /// A request that came back to this process (`Via` carries its token): 508.
+    Loop,
     IpDenied,
     BadRequest,
     Misdirected,
@@ -166,6 +172,7 @@ impl Route {
             Route::Redirect => "redirect",
             Route::Lockdown => "lockdown",
             Route::TooLarge => "too_large",
+            Route::Loop => "loop",
             Route::AuthDenied => "auth_denied",
             Route::IpDenied => "ip_denied",
             Route::BadRequest => "bad_request",
@@ -315,6 +322,22 @@ pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Deci
     }
     if let Err(message) = check_path(req.uri.path()) {
         return respond(None, Route::BadRequest, StatusCode::BAD_REQUEST, message);
+    }
+    // A loop: this request already passed through this very process (the backend is
+    // origin-gate itself). Answered at once instead of feeding it back until descriptors run out.
+    if req
+        .headers
+        .get_all(http::header::VIA)
+        .iter()
+        .any(|v| v.as_bytes() == cfg.via.as_bytes() || contains(v.as_bytes(), cfg.via.as_bytes()))
+    {
+        let status = StatusCode::LOOP_DETECTED;
+        return respond(
+            None,
+            Route::Loop,
+            status,
+            "Loop detected: the backend is origin-gate itself.",
+        );
     }
 
     // 1. Host, in the one form every later step and the backend see.
@@ -482,6 +505,7 @@ pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Deci
         upgrade
     };
     forwarded::set_forwarding(&mut req.headers, &visitor, &host);
+    req.headers.append(http::header::VIA, cfg.via.clone());
     // The canonical Host (HTTP/2 carries it in :authority; the HTTP/1.1 backend needs a Host).
     req.headers.insert(HOST, host.clone());
     if let Some(proto) = &upgrade {
@@ -508,6 +532,10 @@ pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Deci
         if acme { Route::Acme } else { Route::Proxy },
         action,
     )
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
 /// The `Upgrade` value to pass on: only protocols in `limits.upgrade_protocols` (by name, any
@@ -1201,6 +1229,7 @@ mod tests {
                 "forwarded",
                 "host",
                 "user-agent",
+                "via",
                 "x-forwarded-for",
                 "x-forwarded-host",
                 "x-forwarded-port",

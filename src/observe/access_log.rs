@@ -195,6 +195,8 @@ impl AccessRecord {
         push_json_opt(&mut out, self.host.as_deref());
         out.push_str(",\"path\":");
         push_json_str(&mut out, &self.path);
+        out.push_str(",\"http_version\":");
+        push_json_str(&mut out, self.version);
         out.push_str(",\"query\":");
         match &self.query {
             Some(q) if redact => push_json_str(&mut out, &redact_query(q)),
@@ -657,6 +659,7 @@ mod tests {
         method: &'a str,
         host: Option<&'a str>,
         path: &'a str,
+        http_version: &'a str,
         query: Option<String>,
         status: u16,
         bytes_in: u64,
@@ -694,6 +697,7 @@ mod tests {
             method: &r.method,
             host: r.host.as_deref(),
             path: &r.path,
+            http_version: r.version,
             query: r.query.as_deref().map(|q| {
                 if redact {
                     redact_query(q)

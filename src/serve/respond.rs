@@ -68,6 +68,11 @@ pub fn local(
                     info!(client = %decision.visitor.client_ip, path, "access rule: address not allowed")
                 }
                 Route::BadRequest => info!(peer = %conn.peer, reason = message, "bad request"),
+                Route::Loop => {
+                    if let Some(n) = diag.allow("loop") {
+                        tracing::error!(occurrences = n, "loop: a request came back to origin-gate through its own backend (Via carries this process's token); the backend address is origin-gate itself — move WordPress to 127.0.0.1:8080 and point backend.url there; answered 508");
+                    }
+                }
                 Route::Acme => {
                     info!(client = %decision.visitor.client_ip, path, "not a valid ACME challenge path; answered 404 without looking anything up")
                 }

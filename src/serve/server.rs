@@ -316,7 +316,7 @@ fn log_startup(runtime: &Runtime) {
                 .as_ref()
                 .map(|s| s.names.join(","))
                 .unwrap_or_default();
-            if set.entries.is_empty() {
+            if config.tls.certs.is_empty() {
                 warn!(names = %fallback_names, "no [[tls.certs]] configured: serving a self-signed certificate; Cloudflare \"Full\" accepts it, \"Full (strict)\" needs a real or Cloudflare Origin CA certificate (else error 526)");
             } else if config.tls.default.is_none() {
                 info!(names = %fallback_names, "handshakes without SNI or for unknown names get the self-signed fallback (set tls.default to serve a real certificate instead)");
@@ -634,6 +634,12 @@ fn bind_std(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListe
 
 /// `workers` sockets on one address (the first one decides the port when 0 was asked for).
 fn bind_group(addr: SocketAddr, workers: usize) -> io::Result<Vec<std::net::TcpListener>> {
+    // One instance per address: SO_REUSEPORT would let a second origin-gate (or anything else
+    // with that option) share the port silently, and the kernel would split the traffic between
+    // two configurations. A probe without it fails like nginx's "Address already in use".
+    if addr.port() != 0 {
+        drop(bind_std(addr, false)?);
+    }
     let first = bind_std(addr, true)?;
     let actual = first.local_addr()?;
     let mut group = vec![first];

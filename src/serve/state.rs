@@ -161,6 +161,7 @@ impl Runtime {
             }
             _ => None,
         };
+        problems.extend(backend_loops(&config));
         let now = Instant::now();
         let edge = match &config.trust.edge {
             None => None,
@@ -188,6 +189,7 @@ impl Runtime {
         };
         let mut pipeline = PipelineConfig::new(&config, trusted, access);
         pipeline.edge = edge_secret(&config, edge.as_ref());
+        pipeline.via = via_entry();
         Ok(Runtime {
             generation,
             pipeline,
@@ -296,6 +298,86 @@ impl Runtime {
         next.pipeline.trusted = trusted;
         next
     }
+}
+
+/// A backend address that is origin-gate itself: every request would come back to it (the
+/// likeliest first slip is keeping WordPress's old `http://localhost` as `backend.url`). Names
+/// are resolved; `0.0.0.0` / `[::]` listeners cover every address of this machine.
+fn backend_loops(config: &Config) -> Vec<Problem> {
+    use std::net::ToSocketAddrs;
+    let listens: Vec<std::net::SocketAddr> = config
+        .listen
+        .http
+        .iter()
+        .chain(config.listen.https.iter())
+        .copied()
+        .filter(|a| a.port() != 0)
+        .collect();
+    let mut backends: Vec<(&str, &http::Uri)> = Vec::new();
+    if let crate::config::BackendTarget::Url(u) = &config.backend.target {
+        backends.push(("backend.url", u));
+    }
+    if let Some(u) = &config.backend.https_url {
+        backends.push(("backend.https_url", u));
+    }
+    if let AcmeMode::Backend(u) = &config.acme {
+        backends.push(("acme.backend", u));
+    }
+    let mut out = Vec::new();
+    for (key, uri) in backends {
+        let Some(host) = uri.host() else { continue };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = uri
+            .port_u16()
+            .unwrap_or(if uri.scheme_str() == Some("https") {
+                443
+            } else {
+                80
+            });
+        let Ok(resolved) = (host, port).to_socket_addrs() else {
+            continue;
+        };
+        for addr in resolved {
+            let own = listens.iter().find(|l| {
+                l.port() == addr.port()
+                    && (l.ip() == addr.ip() || (l.ip().is_unspecified() && is_local(addr.ip())))
+            });
+            if let Some(l) = own {
+                out.push(config.problem(
+                    key,
+                    format!(
+                        "{uri} is origin-gate itself ({addr} is served by its listener {l}): every request would come back to it; move WordPress to 127.0.0.1:8080 and point {key} there"
+                    ),
+                ));
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// This process's `Via` entry, the same for its whole life (across reloads): `1.1 origin-gate-`
+/// and 16 hex digits from the randomly keyed std hasher over the pid and the start time.
+fn via_entry() -> http::HeaderValue {
+    use std::hash::{BuildHasher, Hasher};
+    static VIA: std::sync::OnceLock<http::HeaderValue> = std::sync::OnceLock::new();
+    VIA.get_or_init(|| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        http::HeaderValue::from_str(&format!("1.1 origin-gate-{:016x}", h.finish()))
+            .unwrap_or_else(|_| http::HeaderValue::from_static("1.1 origin-gate"))
+    })
+    .clone()
+}
+
+/// Is this one of the machine's own addresses? Binding to it succeeds only if it is.
+fn is_local(ip: std::net::IpAddr) -> bool {
+    ip.is_loopback() || std::net::UdpSocket::bind((ip, 0)).is_ok()
 }
 
 fn edge_secret(config: &Config, state: Option<&EdgeState>) -> Option<EdgeSecret> {

@@ -531,11 +531,23 @@ impl CertStore {
             }
         }
         for p in &set.pending {
+            // Before the first issuance this is expected (the ACME client needs origin-gate on
+            // port 80 to get the certificate at all): one plain line, not an error.
+            let names = if p.spec.hosts.is_empty() {
+                self.server_names.join(", ")
+            } else {
+                p.spec.hosts.join(", ")
+            };
+            let names = if names.is_empty() {
+                "its names".to_string()
+            } else {
+                names
+            };
             out.push(Alarm {
-                level: tracing::Level::ERROR,
+                level: tracing::Level::WARN,
                 cert: p.spec.cert.display().to_string(),
                 message: format!(
-                    "certificate files are missing (not issued yet?): its names get the self-signed fallback until {} and {} exist; they are looked for on every reload (tls.reload_interval, SIGHUP)",
+                    "waiting for certificates for {names}; serving the self-signed fallback until {} and {} appear (looked for on every reload: tls.reload_interval, SIGHUP)",
                     p.spec.cert.display(),
                     p.spec.key.display()
                 ),
