@@ -318,3 +318,102 @@ async fn without_a_running_origin_gate_the_ports_are_free_and_the_acme_check_say
     );
     assert!(out.contains("start origin-gate"), "{out}");
 }
+
+/// doctor's probes are marked; the running instance logs them at debug (no 421 access line, no
+/// renewal WARN) and answers with its configuration's fingerprint, so doctor tells "this
+/// configuration's origin-gate" from another origin-gate and from another program.
+#[tokio::test]
+async fn doctor_leaves_a_clean_log_and_knows_who_answers() {
+    let backend = Backend::start_mode(BackendMode::Normal).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (http, https) = (free_port(), free_port());
+    let path = dir.path().join("og.toml");
+    let text = format!(
+        "server_names = [\"example.com\"]\n[listen]\nhttp = [\"127.0.0.1:{http}\"]\nhttps = [\"127.0.0.1:{https}\"]\n[backend]\nurl = \"{}\"\n[log]\naccess = \"json\"\n",
+        backend.url()
+    );
+    std::fs::write(&path, &text).unwrap();
+    let gate = GateProcess::spawn(&path);
+    let run = |path: std::path::PathBuf| async move {
+        tokio::task::spawn_blocking(move || {
+            let out = Command::new(binary())
+                .args(["doctor", "--config"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+        .await
+        .unwrap()
+    };
+    let out = run(path.clone()).await;
+    for addr in [
+        format!("http listen address 127.0.0.1:{http}"),
+        format!("https listen address 127.0.0.1:{https}"),
+    ] {
+        assert!(
+            out.contains(&format!(
+                "✓ {addr} is served by origin-gate with this configuration"
+            )),
+            "{out}"
+        );
+    }
+    // A marker request after doctor: everything logged before it is doctor's.
+    let marker = get(UNTRUSTED_SRC, gate.http, "/marker", &[]).await;
+    assert_eq!(marker.status.as_u16(), 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left = deadline
+            .checked_duration_since(std::time::Instant::now())
+            .expect("the marker's access line within 10 s");
+        let line = gate.access.recv_timeout(left).unwrap();
+        assert!(
+            !line.contains("doctor.invalid")
+                && !line.contains("\"status\":421")
+                && !line.contains("acme-challenge"),
+            "doctor's probe reached the access log: {line}"
+        );
+        if line.contains("/marker") {
+            break;
+        }
+    }
+    let mut s = connect_from(UNTRUSTED_SRC, gate.http).await;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(b"GET / HTTP/1.1\r\nHost: bad host\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let _ = s.read(&mut buf).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left = deadline
+            .checked_duration_since(std::time::Instant::now())
+            .expect("the bad-request line within 10 s");
+        let line = gate.log.recv_timeout(left).unwrap();
+        assert!(
+            !line.contains("ACME challenge"),
+            "doctor's probe logged as a renewal: {line}"
+        );
+        if line.contains("bad request") {
+            break;
+        }
+    }
+    // The file changed since the instance started: another configuration answers.
+    std::fs::write(&path, format!("{text}# edited\n")).unwrap();
+    let out = run(path.clone()).await;
+    assert!(
+        out.contains(&format!("✗ http listen address 127.0.0.1:{http} is served by an origin-gate with another configuration")),
+        "{out}"
+    );
+    drop(gate);
+    // Another program on the port.
+    let other = Backend::start_on(format!("127.0.0.1:{http}").parse().unwrap()).await;
+    let out = run(path).await;
+    assert!(
+        out.contains(&format!(
+            "✗ http listen address 127.0.0.1:{http} is taken by another program"
+        )),
+        "{out}"
+    );
+    drop(other);
+}

@@ -304,6 +304,15 @@ impl Config {
         Config::parse(&text, source)
     }
 
+    /// A short fingerprint of the configuration text (16 hex digits of its SHA-256): `doctor`
+    /// compares the one a running instance reports with the file it reads, to tell "this
+    /// configuration's origin-gate" from another origin-gate or another program on the port.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(self.text.as_bytes());
+        digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+
     /// A problem about this configuration as a whole (no line to point at), e.g. from loading
     /// the files it names.
     pub fn problem(&self, key: &str, message: String) -> Problem {

@@ -116,6 +116,8 @@ const FORGEABLE: &[&str] = &[
     "x-geo-country",
     "x-vercel-ip-country",
     "x-appengine-country",
+    // origin-gate's own probe marker (`doctor`); read before this runs, never forwarded.
+    "x-origin-gate-doctor",
 ];
 
 /// Prefixes of the same kind: every `X-Forwarded-*` (origin-gate sets For/Proto/Host/Port/Ssl;

@@ -90,6 +90,8 @@ pub struct AccessRecord {
     pub cf_ray: Option<String>,
     pub user_agent: Option<String>,
     pub referer: Option<String>,
+    /// A `doctor` probe from this machine: logged at debug, not as an access line or a WARN.
+    pub quiet: bool,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -151,6 +153,7 @@ impl AccessRecord {
             cf_ray,
             user_agent: text(http::header::USER_AGENT),
             referer: text(http::header::REFERER),
+            quiet: false,
         }
     }
 
@@ -624,6 +627,7 @@ mod tests {
             cf_ray: Some("8e4f-LHR".into()),
             user_agent: Some("Mozilla/5.0 \"quoted\"".into()),
             referer: None,
+            quiet: false,
         }
     }
 

@@ -95,7 +95,15 @@ pub struct HeadFacts {
     pub cf_ray: Option<String>,
     pub cf_visitor_https: bool,
     pub cloudflare_headers: bool,
+    /// `doctor` marked this request (`X-Origin-Gate-Doctor`); honoured from loopback peers only.
+    pub doctor: bool,
 }
+
+/// The header `doctor` marks its probes with.
+pub const DOCTOR_HEADER: &str = "x-origin-gate-doctor";
+/// The header a running instance answers a loopback `doctor` probe with: its configuration's
+/// fingerprint.
+pub const CONFIG_HEADER: &str = "x-origin-gate-config";
 
 impl HeadFacts {
     pub fn read(headers: &HeaderMap) -> HeadFacts {
@@ -108,6 +116,7 @@ impl HeadFacts {
             cloudflare_headers: cf_visitor.is_some()
                 || headers.contains_key("cf-connecting-ip")
                 || headers.contains_key("cf-ray"),
+            doctor: headers.contains_key(DOCTOR_HEADER),
         }
     }
 }

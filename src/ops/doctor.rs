@@ -189,8 +189,56 @@ where
 }
 
 /// Each listen address must be bindable now, or already served by a running origin-gate.
+/// Who answers on a listen address that is in use.
+enum Owner {
+    /// origin-gate running this very configuration.
+    This,
+    /// origin-gate with another configuration (another instance, or an edited file not yet
+    /// reloaded).
+    OtherConfig(String),
+    /// Something that is not origin-gate (or an origin-gate too old to say).
+    Other(String),
+}
+
+/// Asks the listener with a marked probe (`X-Origin-Gate-Doctor`, honoured from loopback only,
+/// logged at debug by origin-gate): origin-gate answers with its configuration's fingerprint.
+async fn owner(client: &HttpsProbe, addr: SocketAddr, scheme: Scheme, config: &Config) -> Owner {
+    let uri = format!("{scheme}://{}{ACME_CHALLENGE_PREFIX}", probe_addr(addr));
+    let req = Request::get(uri)
+        .header("host", "doctor.invalid")
+        .header(crate::observe::diag::DOCTOR_HEADER, now_unix().to_string())
+        .body(Empty::new());
+    let Ok(req) = req else {
+        return Owner::Other("no request could be built".into());
+    };
+    let resp = match tokio::time::timeout(TIMEOUT, client.request(req)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return Owner::Other(crate::serve::upstream::error_chain(&e)),
+        Err(_) => return Owner::Other(format!("no answer within {TIMEOUT:?}")),
+    };
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    match header(crate::observe::diag::CONFIG_HEADER) {
+        Some(f) if f == config.fingerprint() => Owner::This,
+        Some(f) => Owner::OtherConfig(f),
+        None => Owner::Other(header("server").unwrap_or_else(|| "no Server header".into())),
+    }
+}
+
 async fn listeners(config: &Config) -> Vec<Check> {
-    let client = probe_client();
+    let client = match https_probe_client() {
+        Ok(c) => c,
+        Err(e) => {
+            return vec![Check::Fail(
+                format!("cannot build the probe client: {e}"),
+                "report this as a bug".into(),
+            )]
+        }
+    };
     let mut out = Vec::new();
     let all = config
         .listen
@@ -205,32 +253,19 @@ async fn listeners(config: &Config) -> Vec<Check> {
                 out.push(Check::Pass(format!("{scheme} listen address {addr} is free to bind (origin-gate is not running yet)")));
             }
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                let ours = if scheme == Scheme::Http {
-                    let uri = format!("http://{}{ACME_CHALLENGE_PREFIX}", probe_addr(addr));
-                    let req = Request::get(uri)
-                        .header("host", "doctor.invalid")
-                        .body(Empty::new());
-                    match req {
-                        Ok(req) => {
-                            matches!(fetch(&client, req).await, Ok((_, _, Some(s), _)) if s == "origin-gate")
-                        }
-                        Err(_) => false,
-                    }
-                } else {
-                    // TLS: a completed TCP connect is as far as a plain probe can tell.
-                    tokio::net::TcpStream::connect(probe_addr(addr))
-                        .await
-                        .is_ok()
-                };
-                if ours {
-                    out.push(Check::Pass(format!(
-                        "{scheme} listen address {addr} is served by origin-gate"
-                    )));
-                } else {
-                    out.push(Check::Fail(
-                        format!("{scheme} listen address {addr} is taken by another program"),
-                        format!("stop it (`ss -ltnp 'sport = :{}'` shows which; often apache2 or nginx still on the public port) or move it to 127.0.0.1:8080 behind origin-gate", addr.port()),
-                    ));
+                let port = addr.port();
+                match owner(&client, addr, scheme, config).await {
+                    Owner::This => out.push(Check::Pass(format!(
+                        "{scheme} listen address {addr} is served by origin-gate with this configuration"
+                    ))),
+                    Owner::OtherConfig(f) => out.push(Check::Fail(
+                        format!("{scheme} listen address {addr} is served by an origin-gate with another configuration (fingerprint {f}, this file is {})", config.fingerprint()),
+                        format!("another instance holds the port, or this file changed since it started: reload it (systemctl reload origin-gate) or stop the other one (`ss -ltnp 'sport = :{port}'`)"),
+                    )),
+                    Owner::Other(who) => out.push(Check::Fail(
+                        format!("{scheme} listen address {addr} is taken by another program ({who})"),
+                        format!("stop it (`ss -ltnp 'sport = :{port}'` shows which; often apache2 or nginx still on the public port) or move it to 127.0.0.1:8080 behind origin-gate"),
+                    )),
                 }
             }
             Err(e) => out.push(Check::Fail(
@@ -567,6 +602,7 @@ async fn follow_challenge(
         let uri = format!("{scheme}://{addr}{}", hop.path_and_query);
         let req = Request::get(uri)
             .header("host", &hop.host)
+            .header(crate::observe::diag::DOCTOR_HEADER, "acme")
             .body(Empty::new())
             .map_err(|e| e.to_string())?;
         let (status, location, _, body) = fetch(client, req).await?;

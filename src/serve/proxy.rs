@@ -49,6 +49,8 @@ pub async fn handle(
     let runtime = shared.runtime.load_full();
     let decision = pipeline::decide(&runtime.pipeline, &conn, &mut parts);
     let mut record = AccessRecord::begin(start, &conn, &parts, &decision, seen.cf_ray.clone());
+    // doctor's probes, from this machine only, must not look like traffic or failed renewals.
+    record.quiet = seen.doctor && conn.peer.ip().is_loopback();
     diag::request(
         &shared.diag,
         &conn,
@@ -107,7 +109,15 @@ pub async fn handle(
         ),
     };
     if let (Route::Acme, Some(by)) = (record.route, &answered_by) {
-        acme::log_acme(&record, response.status(), response.headers(), by);
+        if !record.quiet {
+            acme::log_acme(&record, response.status(), response.headers(), by);
+        }
+    }
+    let mut response = response;
+    if record.quiet {
+        if let Ok(v) = http::HeaderValue::from_str(&runtime.config.fingerprint()) {
+            response.headers_mut().insert(diag::CONFIG_HEADER, v);
+        }
     }
     record.status = response.status().as_u16();
     if response
@@ -214,6 +224,10 @@ impl Drop for LoggedBody {
             route = r.route.as_str(),
             "request"
         );
+        if r.quiet {
+            debug!(path = %r.path, status = r.status, "doctor probe");
+            return;
+        }
         let log = &self.runtime.config.log;
         let line = match log.access {
             Format::Off => return,
