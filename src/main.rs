@@ -35,6 +35,33 @@ enum Command {
     /// certificates, the ACME challenge path, trusted ranges) and print a checklist with fixes.
     /// Default config: /etc/origin-gate/origin-gate.toml. Exit 1 if anything is wrong.
     Doctor,
+    /// The trusted-range file (`trust.ranges_file`).
+    Ranges {
+        #[command(subcommand)]
+        action: RangesAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum RangesAction {
+    /// Fetch Cloudflare's published lists, check them and write trust.ranges_file atomically
+    /// (the old file kept as .previous); a running instance picks it up on its next reload.
+    /// Exit 0: the file is current; 1: fetch failed or the lists were refused (file untouched);
+    /// 2: usage or configuration error. Default config: /etc/origin-gate/origin-gate.toml.
+    Update {
+        /// Where the IPv4 list is fetched from.
+        #[arg(long, default_value = origin_gate::ops::ranges::CLOUDFLARE_V4_URL)]
+        v4_url: String,
+        /// Where the IPv6 list is fetched from.
+        #[arg(long, default_value = origin_gate::ops::ranges::CLOUDFLARE_V6_URL)]
+        v6_url: String,
+        /// More CA certificates (PEM) to trust for the fetch, e.g. a corporate TLS proxy's.
+        #[arg(long, value_name = "PEM")]
+        ca_file: Option<PathBuf>,
+        /// Accept a list that shrank by more than half.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -42,6 +69,15 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Check) => check(cli.config),
         Some(Command::Doctor) => doctor(cli.config),
+        Some(Command::Ranges {
+            action:
+                RangesAction::Update {
+                    v4_url,
+                    v6_url,
+                    ca_file,
+                    force,
+                },
+        }) => ranges_update(cli.config, v4_url, v6_url, ca_file, force),
         None => serve(cli.config),
     }
 }
@@ -94,6 +130,77 @@ fn doctor(path: Option<PathBuf>) -> ExitCode {
             if failed == 1 { "" } else { "s" }
         );
         ExitCode::FAILURE
+    }
+}
+
+fn ranges_update(
+    path: Option<PathBuf>,
+    v4_url: String,
+    v6_url: String,
+    ca_file: Option<PathBuf>,
+    force: bool,
+) -> ExitCode {
+    use origin_gate::ops::ranges::{self, Outcome, Update};
+    let path =
+        path.unwrap_or_else(|| origin_gate::ops::doctor::default_config_path().to_path_buf());
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(file) = config.trust.ranges_file.clone() else {
+        eprintln!(
+            "{}: trust.ranges_file is not set; add it (e.g. ranges_file = \"/etc/origin-gate/cloudflare-ranges.txt\") so the update has somewhere to go",
+            path.display()
+        );
+        return ExitCode::from(2);
+    };
+    let runtime = match control_runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let update = Update {
+        file: file.clone(),
+        v4_url,
+        v6_url,
+        ca_file,
+        force,
+    };
+    match runtime.block_on(ranges::run(&update)) {
+        Ok(Outcome::Unchanged { ranges }) => {
+            println!("{}: unchanged, {ranges} ranges", file.display());
+            ExitCode::SUCCESS
+        }
+        Ok(Outcome::Updated {
+            added,
+            removed,
+            ranges,
+        }) => {
+            for a in &added {
+                println!("+ {a}");
+            }
+            for r in &removed {
+                println!("- {r}");
+            }
+            println!(
+                "{}: updated, {ranges} ranges ({} added, {} removed); the previous list is {}.previous; a running origin-gate picks it up on its next reload (tls.reload_interval or SIGHUP)",
+                file.display(),
+                added.len(),
+                removed.len(),
+                file.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(ranges::UpdateError::Setup(e)) => {
+            eprintln!("origin-gate ranges update: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("origin-gate ranges update: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

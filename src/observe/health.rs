@@ -101,23 +101,48 @@ pub fn expiry_verdict(
     }
 }
 
-/// The built-in Cloudflare list is old enough to say so: WARN past 90 days (Cloudflare adds
-/// ranges rarely, but an unknown edge is an untrusted one: its visitors look like Cloudflare's
-/// addresses and, in Flexible mode, loop), ERROR past a year.
-pub fn list_age_verdict(now_unix: i64) -> Option<(tracing::Level, String)> {
-    let age = cloudflare_list_age_days(now_unix);
-    let fix = "upgrade origin-gate, or put the current https://www.cloudflare.com/ips-v4 and ips-v6 into trust.ranges_file";
-    if age > 365 {
-        Some((
-            tracing::Level::ERROR,
-            format!("the built-in Cloudflare IP list is from {CLOUDFLARE_LIST_DATE}, {age} days old; {fix}"),
-        ))
-    } else if age > 90 {
-        Some((
-            tracing::Level::WARN,
-            format!("the built-in Cloudflare IP list is from {CLOUDFLARE_LIST_DATE}, {age} days old; {fix}"),
-        ))
-    } else {
-        None
+/// Where the freshest Cloudflare list in use came from, and its age in days: the built-in one
+/// (its copy date) or `trust.ranges_file` (its modification time, which `origin-gate ranges
+/// update` renews).
+pub fn list_in_use(now_unix: i64, file_mtime_unix: Option<i64>) -> (&'static str, i64) {
+    let builtin = cloudflare_list_age_days(now_unix);
+    match file_mtime_unix {
+        Some(m) if (now_unix - m).div_euclid(86_400) < builtin => {
+            ("trust.ranges_file", (now_unix - m).div_euclid(86_400))
+        }
+        _ => ("built-in", builtin),
     }
+}
+
+/// The modification time of `trust.ranges_file`, if it is set and readable.
+pub fn ranges_file_mtime(path: Option<&std::path::Path>) -> Option<i64> {
+    let modified = std::fs::metadata(path?).ok()?.modified().ok()?;
+    modified
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs() as i64)
+}
+
+/// The Cloudflare list in use is old enough to say so: WARN past 90 days (Cloudflare adds ranges
+/// rarely, but an unknown edge is an untrusted one: its visitors look like Cloudflare's
+/// addresses and, in Flexible mode, loop), ERROR past a year.
+pub fn list_age_verdict(
+    now_unix: i64,
+    file_mtime_unix: Option<i64>,
+) -> Option<(tracing::Level, String)> {
+    let (source, age) = list_in_use(now_unix, file_mtime_unix);
+    let fix = "run `origin-gate ranges update` (with trust.ranges_file set; deploy/systemd/origin-gate-ranges.timer runs it weekly), or upgrade origin-gate";
+    let level = if age > 365 {
+        tracing::Level::ERROR
+    } else if age > 90 {
+        tracing::Level::WARN
+    } else {
+        return None;
+    };
+    let what = if source == "built-in" {
+        format!("the built-in Cloudflare IP list is from {CLOUDFLARE_LIST_DATE}, {age} days old")
+    } else {
+        format!("the Cloudflare IP list in trust.ranges_file is {age} days old")
+    };
+    Some((level, format!("{what}; {fix}")))
 }

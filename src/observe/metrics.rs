@@ -37,6 +37,11 @@ pub struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CertLabels {
     pub cert: String,
 }
@@ -59,6 +64,8 @@ pub struct Metrics {
     pub dropped_request_headers: Counter,
     /// Idle connections closed at `limits.max_connections` to make room for new ones.
     pub shed_connections: Counter,
+    /// Age in days of the Cloudflare list in use, by source (built-in, trust.ranges_file).
+    pub cloudflare_list_age: Family<SourceLabels, Gauge>,
     /// Unix time of the last response head the backend sent (health check).
     pub backend_last_ok: AtomicI64,
 }
@@ -161,7 +168,14 @@ impl Metrics {
             "Idle (keep-alive or silent) connections closed at limits.max_connections to make room for new ones",
             shed_connections.clone(),
         );
+        let cloudflare_list_age = Family::<SourceLabels, Gauge>::default();
+        registry.register(
+            "cloudflare_list_age_days",
+            "Age in days of the Cloudflare address list in use, by source (built-in, trust.ranges_file); refresh with origin-gate ranges update",
+            cloudflare_list_age.clone(),
+        );
         Metrics {
+            cloudflare_list_age,
             shed_connections,
             dropped_request_headers,
             registry,
@@ -224,7 +238,16 @@ impl Metrics {
 
     /// The OpenMetrics text, after refreshing the gauges that are computed at scrape time.
     /// `certs`: (file, days left, lifetime seconds, remaining seconds).
-    pub fn encode(&self, certs: &[(String, i64, i64, i64)], access_log_dropped: u64) -> String {
+    pub fn encode(
+        &self,
+        certs: &[(String, i64, i64, i64)],
+        list: (&'static str, i64),
+        access_log_dropped: u64,
+    ) -> String {
+        self.cloudflare_list_age.clear();
+        self.cloudflare_list_age
+            .get_or_create(&SourceLabels { source: list.0 })
+            .set(list.1);
         self.cert_days_left.clear();
         self.cert_lifetime.clear();
         self.cert_remaining.clear();

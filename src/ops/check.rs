@@ -42,9 +42,10 @@ pub fn run(path: &Path) -> Result<Vec<String>, Vec<Problem>> {
         ));
     }
     if config.trust.cloudflare {
-        if let Some((level, message)) =
-            crate::observe::health::list_age_verdict(crate::observe::health::now_unix())
-        {
+        if let Some((level, message)) = crate::observe::health::list_age_verdict(
+            crate::observe::health::now_unix(),
+            crate::observe::health::ranges_file_mtime(config.trust.ranges_file.as_deref()),
+        ) {
             report.push(format!("{level} {message}"));
         }
     }

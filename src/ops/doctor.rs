@@ -17,7 +17,7 @@ use hyper_util::rt::TokioExecutor;
 use crate::config::{AcmeMode, BackendTarget, Config};
 use crate::decide::access::{acme_redirect, AcmeHop, ACME_MAX_REDIRECTS};
 use crate::decide::pipeline::{decide, ConnContext, ACME_CHALLENGE_PREFIX};
-use crate::decide::trust::{cloudflare_list_age_days, CLOUDFLARE_LIST_DATE};
+use crate::decide::trust::CLOUDFLARE_LIST_DATE;
 use crate::decide::visitor::Scheme;
 use crate::serve::state::Runtime;
 use crate::serve::tls::{name_covers, now_unix};
@@ -632,14 +632,16 @@ fn trusted_ranges(config: &Config, runtime: &Runtime) -> Check {
     if !config.trust.cloudflare {
         return Check::Warn(format!("{count} trusted ranges; the built-in Cloudflare list is off (trust.cloudflare = false)"));
     }
-    let age = cloudflare_list_age_days(now_unix());
-    match crate::observe::health::list_age_verdict(now_unix()) {
+    let mtime = crate::observe::health::ranges_file_mtime(config.trust.ranges_file.as_deref());
+    let (source, age) = crate::observe::health::list_in_use(now_unix(), mtime);
+    match crate::observe::health::list_age_verdict(now_unix(), mtime) {
         Some((tracing::Level::ERROR, message)) => Check::Fail(
             message,
-            "refresh the list: upgrade origin-gate or set trust.ranges_file".into(),
+            "refresh the list: origin-gate ranges update, or upgrade origin-gate".into(),
         ),
         Some((_, message)) => Check::Warn(message),
-        None => Check::Pass(format!("{count} trusted ranges (built-in Cloudflare list from {CLOUDFLARE_LIST_DATE}, {age} days old)")),
+        None if source == "built-in" => Check::Pass(format!("{count} trusted ranges (built-in Cloudflare list from {CLOUDFLARE_LIST_DATE}, {age} days old)")),
+        None => Check::Pass(format!("{count} trusted ranges (Cloudflare list from trust.ranges_file, {age} days old; built-in list from {CLOUDFLARE_LIST_DATE} as the fallback)")),
     }
 }
 

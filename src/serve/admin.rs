@@ -78,7 +78,15 @@ async fn handle(
                         .collect()
                 })
                 .unwrap_or_default();
-            let body = shared.metrics.encode(&certs, shared.access_log.dropped());
+            let list = crate::observe::health::list_in_use(
+                now,
+                crate::observe::health::ranges_file_mtime(
+                    runtime.config.trust.ranges_file.as_deref(),
+                ),
+            );
+            let body = shared
+                .metrics
+                .encode(&certs, list, shared.access_log.dropped());
             respond(
                 StatusCode::OK,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",

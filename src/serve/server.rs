@@ -292,7 +292,8 @@ fn log_startup(runtime: &Runtime) {
         warn!("{warning}");
     }
     if config.trust.cloudflare {
-        match crate::observe::health::list_age_verdict(crate::observe::health::now_unix()) {
+        let mtime = crate::observe::health::ranges_file_mtime(config.trust.ranges_file.as_deref());
+        match crate::observe::health::list_age_verdict(crate::observe::health::now_unix(), mtime) {
             Some((tracing::Level::ERROR, message)) => error!("{message}"),
             Some((_, message)) => warn!("{message}"),
             None => {}
