@@ -62,7 +62,7 @@ fn check_names_file_line_key_and_fix_for_each_broken_config() {
         (
             "wrong-type.toml",
             "[backend]\nurl = 8080\n".into(),
-            vec![format!("{d}/wrong-type.toml:2:7 backend.url: invalid type: integer `8080`, expected a string")],
+            vec![format!("{d}/wrong-type.toml:2:7 backend.url: invalid type: integer `8080`, expected a string; write it in quotes: url = \"…\"")],
         ),
         (
             "several.toml",
@@ -83,8 +83,8 @@ fn check_names_file_line_key_and_fix_for_each_broken_config() {
             "missing-cert.toml",
             "[backend]\nurl = \"http://127.0.0.1:8080\"\n\n[[tls.certs]]\ncert = \"missing.pem\"\nkey = \"missing-key.pem\"\n".into(),
             vec![
-                format!("{d}/missing.pem: tls.certs[0].cert: cannot read the certificate PEM: No such file or directory (os error 2)"),
-                format!("{d}/missing-key.pem: tls.certs[0].key: cannot read the private key PEM: No such file or directory (os error 2)"),
+                format!("{d}/missing-cert.toml:5:8 tls.certs[0].cert: {d}/missing.pem: cannot read the certificate PEM: No such file or directory (os error 2)"),
+                format!("{d}/missing-cert.toml:6:7 tls.certs[0].key: {d}/missing-key.pem: cannot read the private key PEM: No such file or directory (os error 2)"),
             ],
         ),
     ];
@@ -114,7 +114,8 @@ fn check_refuses_a_key_that_does_not_match_its_certificate() {
     assert_eq!(
         lines[0],
         format!(
-            "{}: tls.certs[0].key: does not match the certificate in {}; give the privkey.pem issued with that certificate",
+            "{}/mismatch.toml:6:7 tls.certs[0].key: {}: does not match the certificate in {}; give the privkey.pem issued with that certificate",
+            a.dir.path().display(),
             b.key_path.display(),
             a.cert_path.display()
         )
@@ -423,4 +424,32 @@ fn the_deploy_recipes_configs_are_valid() {
     )
     .unwrap();
     assert!(strict.trust.require_client_cert && strict.tls.client_ca.is_some());
+}
+
+/// One pass, every kind of problem together — a type error, a value error, an unknown key, a
+/// bad CIDR, two missing certificate files and a broken htpasswd file — each line
+/// `file:line:col key: problem; fix`, file problems at the line of the key that names the file.
+#[test]
+fn check_lists_every_problem_in_one_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    std::fs::write(
+        dir.path().join("htpasswd"),
+        "ok:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\nbob:secret\n",
+    )
+    .unwrap();
+    let toml = "server_names = \"example.com\"\n[listen]\nhttp = [\"0.0.0.0\"]\n[backend]\nurl = \"http://127.0.0.1:8080\"\nurll = \"x\"\n[trust]\nextra = [\"10.0.0.0/33\"]\n[[tls.certs]]\ncert = \"missing.pem\"\nkey = \"missing-key.pem\"\n[[access]]\nprefix = \"/wp-admin/\"\nhtpasswd = \"htpasswd\"\n";
+    let (code, lines) = check(dir.path(), "all.toml", toml);
+    assert_eq!(code, 1);
+    let want = vec![
+        format!("{d}/all.toml:1:16 server_names: invalid type: string \"example.com\", expected a sequence; write it as a list: server_names = [\"…\"]"),
+        format!("{d}/all.toml:3:9 listen.http: \"0.0.0.0\" is not an address:port; write it like \"0.0.0.0:80\" or \"[::]:443\""),
+        format!("{d}/all.toml:6:1 backend.urll: unknown key (misspelled?); expected one of `url`, `https_url`, `tls_verify`, `connect_timeout`, `response_timeout`, `idle_timeout`, `max_idle_connections`"),
+        format!("{d}/all.toml:8:10 trust.extra: \"10.0.0.0/33\" is not a CIDR range; write it like \"203.0.113.0/24\" or \"2001:db8::/32\""),
+        format!("{d}/all.toml:10:8 tls.certs[0].cert: {d}/missing.pem: cannot read the certificate PEM: No such file or directory (os error 2)"),
+        format!("{d}/all.toml:11:7 tls.certs[0].key: {d}/missing-key.pem: cannot read the private key PEM: No such file or directory (os error 2)"),
+        format!("{d}/all.toml:14:12 access[0].htpasswd: {d}/htpasswd:2: user \"bob\" has a plaintext or unknown password hash; write it with `htpasswd -B {d}/htpasswd bob` (bcrypt)"),
+        format!("{d}/all.toml: 7 problems found"),
+    ];
+    assert_eq!(lines, want);
 }

@@ -270,6 +270,9 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     pub limits: Limits,
     pub shutdown_grace: Duration,
+    /// The files this configuration names, with the key and line naming each (`check` points a
+    /// problem with a file at that line).
+    pub named_files: Vec<NamedFile>,
 }
 
 /// The configuration used when origin-gate starts without `--config`: unprivileged loopback
@@ -331,6 +334,17 @@ impl Config {
 
     /// Parses and validates config text. `source` names it in messages and anchors relative paths.
     pub fn parse(text: &str, source: Source) -> Result<Config, ConfigError> {
+        match Config::parse_all(text, source) {
+            (Some(config), problems) if problems.is_empty() => Ok(config),
+            (_, problems) => Err(ConfigError { problems }),
+        }
+    }
+
+    /// Every problem in one pass — syntax, unknown keys, types and values — and the
+    /// configuration as far as it could be read (for `check`, which goes on to the files it
+    /// names). A syntax error stops there (the file's structure is unknown); every other key
+    /// that serde refuses is reported with its position and set aside, and the rest is validated.
+    pub fn parse_all(text: &str, source: Source) -> (Option<Config>, Vec<Problem>) {
         let mut v = Validator {
             text,
             file: source.to_string(),
@@ -339,49 +353,156 @@ impl Config {
                 Source::Embedded => PathBuf::new(),
             },
             problems: Vec::new(),
+            named_files: Vec::new(),
         };
-        let raw: RawConfig = match serde_path_to_error::deserialize(toml::Deserializer::new(text)) {
-            Ok(raw) => raw,
-            Err(e) => {
-                // Spanned<T> adds an internal segment to serde's path; it means nothing to a user.
-                let path = e
-                    .path()
-                    .to_string()
-                    .split('.')
-                    .filter(|seg| !seg.starts_with("$__serde_spanned"))
-                    .collect::<Vec<_>>()
-                    .join(".");
-                let inner = e.into_inner();
-                v.problems.push(Problem {
-                    file: v.file.clone(),
-                    position: inner.span().map(|s| line_col(text, s.start)),
-                    key: if path == "." { String::new() } else { path },
-                    message: hint_for_serde_message(inner.message()),
-                });
-                return Err(ConfigError {
-                    problems: v.problems,
-                });
+        if let Err(e) = text.parse::<toml::Table>() {
+            v.problems.push(Problem {
+                file: v.file.clone(),
+                position: e.span().map(|s| line_col(text, s.start)),
+                key: String::new(),
+                message: hint_for_serde_message(e.message(), ""),
+            });
+            return (None, v.problems);
+        }
+        // Keys serde refuses (unknown, wrong type) are reported and blanked out one at a time,
+        // so the next pass finds the next one; bounded by the number of lines. Blanking keeps
+        // every line where it was, so positions stay those of the file.
+        let mut work: Vec<String> = text.lines().map(str::to_string).collect();
+        let mut raw = None;
+        let mut current = text.to_string();
+        for _ in 0..=work.len() {
+            match serde_path_to_error::deserialize::<_, RawConfig>(toml::Deserializer::new(
+                &current,
+            )) {
+                Ok(r) => {
+                    raw = Some(r);
+                    break;
+                }
+                Err(e) => {
+                    // Spanned<T> adds an internal segment to serde's path; it means nothing to a user.
+                    let path = e
+                        .path()
+                        .to_string()
+                        .split('.')
+                        .filter(|seg| !seg.starts_with("$__serde_spanned"))
+                        .collect::<Vec<_>>()
+                        .join(".");
+                    let inner = e.into_inner();
+                    let position = inner.span().map(|s| line_col(&current, s.start));
+                    v.problems.push(Problem {
+                        file: v.file.clone(),
+                        position,
+                        key: if path == "." {
+                            String::new()
+                        } else {
+                            path.clone()
+                        },
+                        message: hint_for_serde_message(inner.message(), &path),
+                    });
+                    match position {
+                        Some((line, _)) if blank_out(&mut work, line - 1) => {
+                            current = work.join("\n");
+                        }
+                        _ => break,
+                    }
+                }
             }
+        }
+        // Values are validated against the text serde read, so their spans are right.
+        let mut v = Validator {
+            text: &current,
+            file: v.file,
+            base_dir: v.base_dir,
+            problems: v.problems,
+            named_files: v.named_files,
         };
-        let config = v.validate(raw, source);
+        let refused_sections: Vec<String> = v
+            .problems
+            .iter()
+            .filter_map(|p| p.key.rsplit_once('.').map(|(s, _)| s.to_string()))
+            .collect();
+        let serde_problems = v.problems.len();
+        let config = raw.and_then(|raw| v.validate(raw, source));
+        // A key refused above (a typo of `url`, a wrong type) is why its section now lacks a
+        // required one: say it once, not twice.
+        let mut i = 0;
+        v.problems.retain(|p| {
+            i += 1;
+            i <= serde_problems
+                || !(p.message.starts_with("is required")
+                    && p.key
+                        .rsplit_once('.')
+                        .is_some_and(|(s, _)| refused_sections.iter().any(|r| r == s)))
+        });
         // File order reads best; problems without a position go last.
         v.problems
             .sort_by_key(|p| p.position.unwrap_or((usize::MAX, 0)));
-        if v.problems.is_empty() {
-            if let Some(config) = config {
-                return Ok(config);
-            }
-        }
-        Err(ConfigError {
-            problems: v.problems,
-        })
+        let config = config.map(|mut c| {
+            c.named_files = std::mem::take(&mut v.named_files);
+            c
+        });
+        (config, v.problems)
     }
 }
 
-/// Adds a fix to serde messages that have a well-known cause.
-fn hint_for_serde_message(message: &str) -> String {
+/// Blanks out the line a refused key is on (and, for a table header, the whole table, so its
+/// keys do not land in the table before it). False when the line is not one a key or header
+/// starts on (a multi-line value): then the pass stops rather than report noise.
+fn blank_out(lines: &mut [String], index: usize) -> bool {
+    let Some(line) = lines.get(index) else {
+        return false;
+    };
+    let trimmed = line.trim_start();
+    let is_header = trimmed.starts_with('[');
+    let is_key = trimmed
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '"');
+    if !is_header && !is_key {
+        return false;
+    }
+    if trimmed.contains('[')
+        && !is_header
+        && trimmed.matches('[').count() != trimmed.matches(']').count()
+    {
+        return false; // a multi-line array starts here
+    }
+    lines[index] = String::new();
+    if is_header {
+        for l in lines.iter_mut().skip(index + 1) {
+            if l.trim_start().starts_with('[') {
+                break;
+            }
+            *l = String::new();
+        }
+    }
+    true
+}
+
+/// Adds a fix to serde messages that have a well-known cause. `path` is the key's dotted path.
+fn hint_for_serde_message(message: &str, path: &str) -> String {
     let message = message.trim().replace('\n', "; ");
     let message = message.as_str();
+    let leaf = path.rsplit('.').next().unwrap_or(path);
+    let leaf = leaf.split('[').next().unwrap_or(leaf);
+    if message.starts_with("invalid type:") {
+        let fix = if message.contains("expected a sequence") {
+            format!("write it as a list: {leaf} = [\"…\"]")
+        } else if message.contains("expected a string") {
+            format!("write it in quotes: {leaf} = \"…\"")
+        } else if message.contains("expected a boolean") {
+            format!("write {leaf} = true or {leaf} = false, without quotes")
+        } else if message.contains("expected i64") || message.contains("integer") {
+            format!("write a whole number without quotes: {leaf} = 100")
+        } else if message.contains("expected struct") || message.contains("expected a map") {
+            format!("this is a section: write it as [{path}] with its keys below it")
+        } else {
+            String::new()
+        };
+        if !fix.is_empty() {
+            return format!("{message}; {fix}");
+        }
+    }
     if let Some(rest) = message.strip_prefix("unknown field `") {
         if let Some((_, expected)) = rest.split_once("`, expected ") {
             let hint = if message.contains("`server_names`") {
@@ -443,6 +564,15 @@ struct Validator<'a> {
     file: String,
     base_dir: PathBuf,
     problems: Vec<Problem>,
+    named_files: Vec<NamedFile>,
+}
+
+/// A file the configuration names: the key, where the key's value is, and the resolved path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedFile {
+    pub key: String,
+    pub position: (usize, usize),
+    pub path: PathBuf,
 }
 
 impl Validator<'_> {
@@ -540,13 +670,21 @@ impl Validator<'_> {
         usize::try_from(n).unwrap_or(default)
     }
 
-    fn path(&self, raw: &Text) -> PathBuf {
+    /// A path the configuration names, resolved against the file's directory; recorded with
+    /// its key and position so a problem with the file it names points at this line.
+    fn path(&mut self, raw: &Text, key: &str) -> PathBuf {
         let p = Path::new(raw.get_ref());
-        if p.is_absolute() {
+        let resolved = if p.is_absolute() {
             p.to_path_buf()
         } else {
             self.base_dir.join(p)
-        }
+        };
+        self.named_files.push(NamedFile {
+            key: key.to_string(),
+            position: line_col(self.text, raw.span().start),
+            path: resolved.clone(),
+        });
+        resolved
     }
 
     fn socket_addrs(
@@ -675,7 +813,7 @@ impl Validator<'_> {
                 );
                 AcmeMode::Proxy
             }
-            (Some(w), None) => AcmeMode::Webroot(self.path(w)),
+            (Some(w), None) => AcmeMode::Webroot(self.path(w, "acme.webroot")),
             (None, Some(b)) => self
                 .backend_url(b, "acme.backend", false)
                 .map_or(AcmeMode::Proxy, AcmeMode::Backend),
@@ -713,7 +851,11 @@ impl Validator<'_> {
                     }
                 },
             },
-            access_file: raw.log.access_file.as_ref().map(|f| self.path(f)),
+            access_file: raw
+                .log
+                .access_file
+                .as_ref()
+                .map(|f| self.path(f, "log.access_file")),
             redact_query: raw.log.redact_query.unwrap_or(false),
         };
         let admin_listen = raw.admin.listen.as_ref().and_then(|l| match l.get_ref().parse::<SocketAddr>() {
@@ -807,6 +949,7 @@ impl Validator<'_> {
             admin_listen,
             limits,
             shutdown_grace,
+            named_files: Vec::new(),
         })
     }
 
@@ -818,8 +961,8 @@ impl Validator<'_> {
             .map(|(i, c)| {
                 let c = c.get_ref();
                 CertSpec {
-                    cert: self.path(&c.cert),
-                    key: self.path(&c.key),
+                    cert: self.path(&c.cert, &format!("tls.certs[{i}].cert")),
+                    key: self.path(&c.key, &format!("tls.certs[{i}].key")),
                     hosts: self.host_names(
                         c.hosts.as_ref(),
                         &format!("tls.certs[{i}].hosts"),
@@ -872,7 +1015,10 @@ impl Validator<'_> {
                 "tls.handshake_timeout",
                 Duration::from_secs(10),
             ),
-            client_ca: raw.client_ca.as_ref().map(|p| self.path(p)),
+            client_ca: raw
+                .client_ca
+                .as_ref()
+                .map(|p| self.path(p, "tls.client_ca")),
             client_auth,
         }
     }
@@ -984,7 +1130,7 @@ impl Validator<'_> {
         Some(AccessRuleConfig {
             prefix: prefix?,
             host: if r.host.is_some() { Some(host?) } else { None },
-            htpasswd: r.htpasswd.as_ref().map(|p| self.path(p)),
+            htpasswd: r.htpasswd.as_ref().map(|p| self.path(p, &key("htpasswd"))),
             realm,
             allow,
             deny,
@@ -1138,7 +1284,10 @@ impl Validator<'_> {
                 }
             }
         });
-        let file = raw.edge_secret_file.as_ref().map(|f| self.path(f));
+        let file = raw
+            .edge_secret_file
+            .as_ref()
+            .map(|f| self.path(f, "trust.edge_secret_file"));
         let edge = match (&raw.edge_header, &raw.edge_secret_file) {
             (Some(_), Some(_)) => header.zip(file).map(|(header, file)| EdgeSecretConfig {
                 header,
@@ -1159,7 +1308,10 @@ impl Validator<'_> {
             edge,
             cloudflare: raw.cloudflare.unwrap_or(true),
             extra,
-            ranges_file: raw.ranges_file.as_ref().map(|f| self.path(f)),
+            ranges_file: raw
+                .ranges_file
+                .as_ref()
+                .map(|f| self.path(f, "trust.ranges_file")),
             only_trusted_peers: raw.only_trusted_peers.unwrap_or(false),
             require_client_cert: raw.require_client_cert.unwrap_or(false),
         }

@@ -2,26 +2,58 @@
 
 use std::path::Path;
 
-use crate::config::{Config, Problem};
+use crate::config::{Config, NamedFile, Problem, Source};
 use crate::serve::state::Runtime;
 
-/// The outcome of a check: report lines for a valid setup, or every problem found.
+/// The outcome of a check: report lines for a valid setup, or every problem found — syntax,
+/// unknown keys, types, values and the files the configuration names, in one pass, each
+/// pointing at the configuration line it comes from.
 pub fn run(path: &Path) -> Result<Vec<String>, Vec<Problem>> {
-    let config = Config::load(path).map_err(|e| e.problems)?;
-    let prepared = Runtime::build(config, None)?;
-    let config = &prepared.config;
-    // At start missing certificate files are waited for (first issuance); `check` says so.
-    if let Some(store) = &prepared.certs {
-        let pending: Vec<Problem> = store
-            .current()
-            .pending
-            .iter()
-            .flat_map(|p| p.problems.clone())
-            .collect();
-        if !pending.is_empty() {
-            return Err(pending);
-        }
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![Problem {
+            file: path.display().to_string(),
+            position: None,
+            key: String::new(),
+            message: format!("cannot read the config file: {e}"),
+        }]
+    })?;
+    let (config, mut problems) = Config::parse_all(&text, Source::File(path.to_path_buf()));
+    let Some(config) = config else {
+        return Err(problems);
+    };
+    let named = config.named_files.clone();
+    let file = config.source.to_string();
+    // Certificate files are looked at even when something else is wrong, so every missing or
+    // broken one is in this one list (at start, missing ones are waited for: first issuance).
+    if let Ok(store) = crate::serve::tls::CertStore::load(&config) {
+        problems.extend(
+            store
+                .current()
+                .pending
+                .iter()
+                .flat_map(|p| p.problems.clone()),
+        );
     }
+    let prepared = match Runtime::build(config, None) {
+        Ok(p) => Some(p),
+        Err(file_problems) => {
+            problems.extend(file_problems);
+            None
+        }
+    };
+    if !problems.is_empty() {
+        let mut problems: Vec<Problem> = problems
+            .into_iter()
+            .map(|p| at_config_line(p, &file, &named))
+            .collect();
+        problems.sort_by_key(|p| p.position.unwrap_or((usize::MAX, 0)));
+        problems.dedup();
+        return Err(problems);
+    }
+    let Some(prepared) = prepared else {
+        return Err(problems);
+    };
+    let config = &prepared.config;
     let mut report = vec![format!("{}: configuration is valid", config.source)];
     report.push(format!(
         "backend {}",
@@ -76,4 +108,28 @@ pub fn run(path: &Path) -> Result<Vec<String>, Vec<Problem>> {
         }
     }
     Ok(report)
+}
+
+/// A problem found in a file the configuration names, re-pointed at the configuration line that
+/// names it: `origin-gate.toml:12:7 access[0].htpasswd: /etc/…/htpasswd:3: user "bob" …`.
+fn at_config_line(p: Problem, config_file: &str, named: &[NamedFile]) -> Problem {
+    if p.file == config_file {
+        return p;
+    }
+    let Some(n) = named
+        .iter()
+        .find(|n| n.path.display().to_string() == p.file)
+    else {
+        return p;
+    };
+    let place = match p.position {
+        Some((line, _)) => format!("{}:{line}", p.file),
+        None => p.file.clone(),
+    };
+    Problem {
+        file: config_file.to_string(),
+        position: Some(n.position),
+        key: n.key.clone(),
+        message: format!("{place}: {}", p.message),
+    }
 }
