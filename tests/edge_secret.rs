@@ -293,7 +293,8 @@ fn check_validates_the_secret_and_warns_when_the_ranges_are_the_only_proof() {
         &format!("{base}edge_header = \"X-Origin-Auth\"\nedge_secret_file = \"missing.secret\"\n"),
     );
     assert!(
-        !ok && out.contains("trust.edge_secret_file: cannot read the edge secret"),
+        !ok && out.contains("trust.edge_secret_file: ")
+            && out.contains("missing.secret: cannot read the edge secret"),
         "{out}"
     );
     std::fs::write(d.join("short.secret"), "abc\n").unwrap();
