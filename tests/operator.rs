@@ -49,7 +49,7 @@ fn a_backend_that_is_origin_gate_itself_is_refused_by_check_and_at_start() {
             + &String::from_utf8_lossy(&out.stdout);
         assert!(!out.status.success(), "{text}");
         assert!(
-            text.contains("backend.url: ")
+            text.contains("loop.toml:5:7 backend.url: ")
                 && text.contains("is origin-gate itself")
                 && text.contains("move WordPress to 127.0.0.1:8080 and point backend.url there"),
             "{text}"
@@ -60,7 +60,11 @@ fn a_backend_that_is_origin_gate_itself_is_refused_by_check_and_at_start() {
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(1));
-        assert!(String::from_utf8_lossy(&out.stderr).contains("is origin-gate itself"));
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            text.contains("loop.toml:5:7 backend.url: ") && text.contains("is origin-gate itself"),
+            "{text}"
+        );
     }
 }
 

@@ -270,9 +270,9 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     pub limits: Limits,
     pub shutdown_grace: Duration,
-    /// The files this configuration names, with the key and line naming each (`check` points a
-    /// problem with a file at that line).
-    pub named_files: Vec<NamedFile>,
+    /// The files this configuration names and the backend addresses, with the key and line of
+    /// each: a problem found after parsing points at that line ([`Config::locate`]).
+    pub places: Vec<Place>,
 }
 
 /// The configuration used when origin-gate starts without `--config`: unprivileged loopback
@@ -319,11 +319,47 @@ impl Config {
     /// A problem about this configuration as a whole (no line to point at), e.g. from loading
     /// the files it names.
     pub fn problem(&self, key: &str, message: String) -> Problem {
-        Problem {
+        self.locate(Problem {
             file: self.source.to_string(),
             position: None,
             key: key.into(),
             message,
+        })
+    }
+
+    /// Points a problem found after parsing at the configuration line it comes from: one in a
+    /// file the configuration names becomes `origin-gate.toml:12:7 access[0].htpasswd:
+    /// /etc/…/htpasswd:3: …`; one about a key without a position gets the key's position.
+    pub fn locate(&self, p: Problem) -> Problem {
+        let file = self.source.to_string();
+        if p.file != file {
+            let Some(place) = self.places.iter().find(|n| {
+                n.path
+                    .as_ref()
+                    .is_some_and(|path| path.display().to_string() == p.file)
+            }) else {
+                return p;
+            };
+            let at = match p.position {
+                Some((line, _)) => format!("{}:{line}", p.file),
+                None => p.file.clone(),
+            };
+            return Problem {
+                file,
+                position: Some(place.position),
+                key: place.key.clone(),
+                message: format!("{at}: {}", p.message),
+            };
+        }
+        if p.position.is_some() {
+            return p;
+        }
+        match self.places.iter().find(|n| n.key == p.key) {
+            Some(place) => Problem {
+                position: Some(place.position),
+                ..p
+            },
+            None => p,
         }
     }
 
@@ -353,7 +389,7 @@ impl Config {
                 Source::Embedded => PathBuf::new(),
             },
             problems: Vec::new(),
-            named_files: Vec::new(),
+            places: Vec::new(),
         };
         if let Err(e) = text.parse::<toml::Table>() {
             v.problems.push(Problem {
@@ -414,7 +450,7 @@ impl Config {
             file: v.file,
             base_dir: v.base_dir,
             problems: v.problems,
-            named_files: v.named_files,
+            places: v.places,
         };
         let refused_sections: Vec<String> = v
             .problems
@@ -438,7 +474,7 @@ impl Config {
         v.problems
             .sort_by_key(|p| p.position.unwrap_or((usize::MAX, 0)));
         let config = config.map(|mut c| {
-            c.named_files = std::mem::take(&mut v.named_files);
+            c.places = std::mem::take(&mut v.places);
             c
         });
         (config, v.problems)
@@ -564,15 +600,17 @@ struct Validator<'a> {
     file: String,
     base_dir: PathBuf,
     problems: Vec<Problem>,
-    named_files: Vec<NamedFile>,
+    places: Vec<Place>,
 }
 
-/// A file the configuration names: the key, where the key's value is, and the resolved path.
+/// Where a key's value is in the configuration file, and for a key that names a file, the
+/// resolved path: a problem found later (a missing file, a backend that is origin-gate itself)
+/// points at this line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NamedFile {
+pub struct Place {
     pub key: String,
     pub position: (usize, usize),
-    pub path: PathBuf,
+    pub path: Option<PathBuf>,
 }
 
 impl Validator<'_> {
@@ -679,10 +717,10 @@ impl Validator<'_> {
         } else {
             self.base_dir.join(p)
         };
-        self.named_files.push(NamedFile {
+        self.places.push(Place {
             key: key.to_string(),
             position: line_col(self.text, raw.span().start),
-            path: resolved.clone(),
+            path: Some(resolved.clone()),
         });
         resolved
     }
@@ -717,6 +755,11 @@ impl Validator<'_> {
     }
 
     fn backend_url(&mut self, raw: &Text, key: &str, https_only: bool) -> Option<Uri> {
+        self.places.push(Place {
+            key: key.to_string(),
+            position: line_col(self.text, raw.span().start),
+            path: None,
+        });
         let s = raw.get_ref();
         let uri = s.parse::<Uri>().ok();
         let scheme_ok = uri.as_ref().and_then(|u| u.scheme_str()).is_some_and(|sc| {
@@ -949,7 +992,7 @@ impl Validator<'_> {
             admin_listen,
             limits,
             shutdown_grace,
-            named_files: Vec::new(),
+            places: Vec::new(),
         })
     }
 

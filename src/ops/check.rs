@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::config::{Config, NamedFile, Problem, Source};
+use crate::config::{Config, Problem, Source};
 use crate::serve::state::Runtime;
 
 /// The outcome of a check: report lines for a valid setup, or every problem found — syntax,
@@ -21,8 +21,7 @@ pub fn run(path: &Path) -> Result<Vec<String>, Vec<Problem>> {
     let Some(config) = config else {
         return Err(problems);
     };
-    let named = config.named_files.clone();
-    let file = config.source.to_string();
+    let original = config.clone();
     // Certificate files are looked at even when something else is wrong, so every missing or
     // broken one is in this one list (at start, missing ones are waited for: first issuance).
     if let Ok(store) = crate::serve::tls::CertStore::load(&config) {
@@ -42,10 +41,7 @@ pub fn run(path: &Path) -> Result<Vec<String>, Vec<Problem>> {
         }
     };
     if !problems.is_empty() {
-        let mut problems: Vec<Problem> = problems
-            .into_iter()
-            .map(|p| at_config_line(p, &file, &named))
-            .collect();
+        let mut problems: Vec<Problem> = problems.into_iter().map(|p| original.locate(p)).collect();
         problems.sort_by_key(|p| p.position.unwrap_or((usize::MAX, 0)));
         problems.dedup();
         return Err(problems);
@@ -108,28 +104,4 @@ pub fn run(path: &Path) -> Result<Vec<String>, Vec<Problem>> {
         }
     }
     Ok(report)
-}
-
-/// A problem found in a file the configuration names, re-pointed at the configuration line that
-/// names it: `origin-gate.toml:12:7 access[0].htpasswd: /etc/…/htpasswd:3: user "bob" …`.
-fn at_config_line(p: Problem, config_file: &str, named: &[NamedFile]) -> Problem {
-    if p.file == config_file {
-        return p;
-    }
-    let Some(n) = named
-        .iter()
-        .find(|n| n.path.display().to_string() == p.file)
-    else {
-        return p;
-    };
-    let place = match p.position {
-        Some((line, _)) => format!("{}:{line}", p.file),
-        None => p.file.clone(),
-    };
-    Problem {
-        file: config_file.to_string(),
-        position: Some(n.position),
-        key: n.key.clone(),
-        message: format!("{place}: {}", p.message),
-    }
 }

@@ -179,7 +179,7 @@ impl Runtime {
             },
         };
         let (true, Some(upstream)) = (problems.is_empty(), upstream) else {
-            return Err(problems);
+            return Err(problems.into_iter().map(|p| config.locate(p)).collect());
         };
         static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         // Per-worker backend pools are keyed on the generation: it changes only with the backend.
