@@ -267,7 +267,7 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
                     "SIGHUP received: reloading the configuration and the files it names"
                 );
                 let outcome = reloader.reload_config().await;
-                tracing::info!(?outcome, "reload finished");
+                tracing::info!("reload finished: {outcome}");
             }
         });
         let reopener = server.reloader();

@@ -158,6 +158,25 @@ fn the_example_config_in_deploy_loads() {
     assert_eq!(config.backend.connect_timeout, Duration::from_secs(5));
     assert!(!config.limits.allow_underscores_in_headers);
     assert_eq!(config.limits.upgrade_protocols, ["websocket"]);
+    assert_eq!(config.limits.rate_table_size, 65_536);
+    // The commented WordPress rule set is valid as shipped once uncommented.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let start = text.find("# [[limits.rate]]").unwrap();
+    let rules: String = text[start..]
+        .lines()
+        .take_while(|l| l.starts_with("# "))
+        .map(|l| format!("{}\n", &l[2..]))
+        .collect();
+    let with_rules = Config::parse(
+        &format!("[backend]\nurl = \"http://127.0.0.1:8080\"\n{rules}"),
+        origin_gate::config::Source::Embedded,
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{rules}"));
+    let labels: Vec<String> = with_rules.limits.rate.iter().map(|r| r.label()).collect();
+    assert_eq!(
+        labels,
+        ["/wp-login.php POST", "/xmlrpc.php", "/wp-json/wp/v2/users"]
+    );
 }
 
 #[test]
@@ -192,7 +211,7 @@ fn a_port_in_use_is_one_clear_line_and_a_non_zero_exit() {
         .unwrap_or_else(|| panic!("{stderr}"));
     assert_eq!(
         line,
-        format!("origin-gate: cannot listen on 127.0.0.1:{port}: Address already in use (os error 98) — another program already listens on port {port}; stop it (`ss -ltnp 'sport = :{port}'` shows which) or change the listen address")
+        format!("origin-gate: cannot listen on 127.0.0.1:{port}: Address already in use (os error 98) — another program (perhaps another origin-gate) already listens on port {port}; stop it (`ss -ltnp 'sport = :{port}'` shows which) or change the listen address")
     );
 }
 
@@ -452,4 +471,42 @@ fn check_lists_every_problem_in_one_pass() {
         format!("{d}/all.toml: 7 problems found"),
     ];
     assert_eq!(lines, want);
+}
+
+/// Blocks missing a required key keep their place (later blocks keep their indexes) and are
+/// still checked; a key with the wrong type is one problem, not also "missing"; listeners that
+/// would share a port are caught before start; a single `[access]` table is told to be `[[access]]`.
+#[test]
+fn check_keeps_block_indexes_and_finds_clashing_listeners() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let toml = "[listen]\nhttp = [\"127.0.0.1:18081\"]\nhttps = [\"0.0.0.0:18081\"]\n[backend]\nurl = \"http://127.0.0.1:8080\"\n[admin]\nlisten = \"127.0.0.1:18081\"\n[[access]]\nrealm = \"x\"\nhtpasswd = \"nope\"\n[[access]]\nprefix = \"/b/\"\nallow = [\"x\"]\n[[access]]\nprefix = 5\n[[tls.certs]]\ncert = \"a.pem\"\n[[limits.rate]]\nburst = 2\n";
+    let (code, lines) = check(dir.path(), "blocks.toml", toml);
+    assert_eq!(code, 1);
+    let want = vec![
+        format!("{d}/blocks.toml:3:10 listen.https: 0.0.0.0:18081 overlaps listen.http 127.0.0.1:18081: two listeners cannot share a port; give each its own port"),
+        format!("{d}/blocks.toml:7:10 admin.listen: 127.0.0.1:18081 overlaps listen.http 127.0.0.1:18081: two listeners cannot share a port; give each its own port"),
+        format!("{d}/blocks.toml:8:1 access[0].prefix: is required; write prefix = \"/wp-admin/\" in this block"),
+        format!("{d}/blocks.toml:10:12 access[0].htpasswd: {d}/nope: cannot read the htpasswd file: No such file or directory (os error 2)"),
+        format!("{d}/blocks.toml:13:10 access[1].allow: \"x\" is not a CIDR range; write it like \"203.0.113.0/24\" or \"2001:db8::/32\""),
+        format!("{d}/blocks.toml:15:10 access[2].prefix: invalid type: integer `5`, expected a string; write it in quotes: prefix = \"…\""),
+        format!("{d}/blocks.toml:16:1 tls.certs[0].key: is required; write key = \"/etc/letsencrypt/live/example.com/privkey.pem\" in this block"),
+        format!("{d}/blocks.toml:18:1 limits.rate[0].prefix: is required; write prefix = \"/wp-login.php\" in this block"),
+        format!("{d}/blocks.toml:18:1 limits.rate[0].per_ip: is required; write per_ip = \"30/m\" in this block"),
+        format!("{d}/blocks.toml: 9 problems found"),
+    ];
+    assert_eq!(lines, want);
+    let (code, lines) = check(
+        dir.path(),
+        "single.toml",
+        "[backend]\nurl = \"http://127.0.0.1:8080\"\n[access]\nprefix = \"/\"\n[tsl]\n",
+    );
+    assert_eq!(code, 1);
+    assert_eq!(lines[0], format!("{d}/single.toml:3:1 access: invalid type: map, expected a sequence; this is a list of blocks: write each one as [[access]] with its keys below it"));
+    // The hint about server_names is for server_names only.
+    assert!(
+        lines[1].contains("tsl: unknown key (misspelled?)")
+            && !lines[1].contains("server_names is a top-level key"),
+        "{lines:?}"
+    );
 }

@@ -32,22 +32,9 @@ fn a_backend_that_is_origin_gate_itself_is_refused_by_check_and_at_start() {
             format!("http://127.0.0.1:{port}"),
         ),
     ] {
+        let (ok, text) = check(dir.path(), &listen, &backend);
         let path = dir.path().join("loop.toml");
-        std::fs::write(
-            &path,
-            format!(
-                "[listen]\nhttp = [\"{listen}\"]\nhttps = []\n[backend]\nurl = \"{backend}\"\n"
-            ),
-        )
-        .unwrap();
-        let out = Command::new(binary())
-            .args(["check", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stderr).into_owned()
-            + &String::from_utf8_lossy(&out.stdout);
-        assert!(!out.status.success(), "{text}");
+        assert!(!ok, "{text}");
         assert!(
             text.contains("loop.toml:5:7 backend.url: ")
                 && text.contains("is origin-gate itself")
@@ -66,6 +53,67 @@ fn a_backend_that_is_origin_gate_itself_is_refused_by_check_and_at_start() {
             "{text}"
         );
     }
+}
+
+fn check(dir: &std::path::Path, listen: &str, backend: &str) -> (bool, String) {
+    let path = dir.join("loop.toml");
+    std::fs::write(
+        &path,
+        format!("[listen]\nhttp = [\"{listen}\"]\nhttps = []\n[backend]\nurl = \"{backend}\"\n"),
+    )
+    .unwrap();
+    let out = Command::new(binary())
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    (out.status.success(), text)
+}
+
+/// A wildcard listener covers only its own address family (IPv6 sockets are IPV6_V6ONLY), and
+/// the rooted `localhost.` is `localhost`.
+#[test]
+fn the_loop_check_knows_address_families_and_rooted_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    for (listen, backend) in [
+        (format!("0.0.0.0:{port}"), format!("http://[::1]:{port}")),
+        (format!("[::]:{port}"), format!("http://127.0.0.1:{port}")),
+        (format!("127.0.0.1:{port}"), format!("http://[::]:{port}")),
+    ] {
+        let (ok, text) = check(dir.path(), &listen, &backend);
+        assert!(ok, "{listen} -> {backend}: {text}");
+    }
+    for (listen, backend) in [
+        (
+            format!("0.0.0.0:{port}"),
+            format!("http://localhost.:{port}"),
+        ),
+        (format!("[::]:{port}"), format!("http://[::1]:{port}")),
+    ] {
+        let (ok, text) = check(dir.path(), &listen, &backend);
+        assert!(
+            !ok && text.contains("is origin-gate itself"),
+            "{listen} -> {backend}: {text}"
+        );
+    }
+    // An ACME responder on origin-gate's own port: the fix names the responder, not WordPress.
+    let path = dir.path().join("acme.toml");
+    std::fs::write(&path, format!("[listen]\nhttp = [\"127.0.0.1:{port}\"]\nhttps = []\n[backend]\nurl = \"http://127.0.0.1:9\"\n[acme]\nbackend = \"http://127.0.0.1:{port}\"\n")).unwrap();
+    let out = Command::new(binary())
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("acme.backend: ")
+            && text.contains("point acme.backend there")
+            && !text.contains("WordPress"),
+        "{text}"
+    );
 }
 
 /// A loop the static check cannot see (two origin-gates pointing at each other, or a backend

@@ -425,7 +425,9 @@ async fn expiry_and_coverage_alarms_are_logged_at_start() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("ERROR") && stdout.contains("EXPIRED"),
+        stdout.contains("WARN")
+            && stdout.contains("EXPIRED")
+            && stdout.contains("(doctor fails on this)"),
         "{stdout}"
     );
     drop(gate);

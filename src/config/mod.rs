@@ -105,6 +105,24 @@ pub struct AccessRuleConfig {
     pub pass_authorization: bool,
 }
 
+/// Parses a rate `N/s`, `N/m` or `N/h` (N from 1 to 1,000,000) into the interval between two
+/// requests at that rate.
+pub fn parse_rate(s: &str) -> Option<Duration> {
+    let (n, unit) = s.trim().split_once('/')?;
+    let n: u32 = n
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n| (1..=1_000_000).contains(n))?;
+    let period = match unit.trim() {
+        "s" => Duration::from_secs(1),
+        "m" => Duration::from_secs(60),
+        "h" => Duration::from_secs(3600),
+        _ => return None,
+    };
+    Some(period / n)
+}
+
 /// Parses `a.b.c.d/n`, `x::/n`, or a bare address (as a host route); host bits are masked.
 pub fn parse_cidr(s: &str) -> Option<IpNet> {
     let s = s.trim();
@@ -210,6 +228,32 @@ pub struct BodyLimit {
     pub max: u64,
 }
 
+/// `[[limits.rate]]`: requests per real client IP (IPv6 by /64) under a path prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateRule {
+    /// Normalised, lower-case.
+    pub prefix: String,
+    /// `per_ip` as written (`"30/m"`), for logs and the metric label.
+    pub per_ip: String,
+    /// One request is allowed every `interval` once the burst is spent.
+    pub interval: Duration,
+    /// Requests allowed at once from a visitor seen for the first time (or idle long enough).
+    pub burst: u32,
+    /// Upper-case; empty means every method.
+    pub methods: Vec<String>,
+}
+
+impl RateRule {
+    /// How the rule is named in logs and in the metric's `rule` label: `/wp-login.php POST`.
+    pub fn label(&self) -> String {
+        if self.methods.is_empty() {
+            self.prefix.clone()
+        } else {
+            format!("{} {}", self.prefix, self.methods.join(","))
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_header_bytes: usize,
@@ -228,6 +272,9 @@ pub struct Limits {
     pub request_buffer_total: u64,
     /// The most time between two reads of a request body (408 / the stream is cut).
     pub body_read_timeout: Duration,
+    pub rate: Vec<RateRule>,
+    /// Most (rule, client) keys the rate limiter remembers; least recently seen go first.
+    pub rate_table_size: usize,
 }
 
 /// `[log]` beyond the level.
@@ -390,6 +437,7 @@ impl Config {
             },
             problems: Vec::new(),
             places: Vec::new(),
+            claimed: Vec::new(),
         };
         if let Err(e) = text.parse::<toml::Table>() {
             v.problems.push(Problem {
@@ -451,6 +499,7 @@ impl Config {
             base_dir: v.base_dir,
             problems: v.problems,
             places: v.places,
+            claimed: Vec::new(),
         };
         let refused_sections: Vec<String> = v
             .problems
@@ -522,7 +571,9 @@ fn hint_for_serde_message(message: &str, path: &str) -> String {
     let leaf = path.rsplit('.').next().unwrap_or(path);
     let leaf = leaf.split('[').next().unwrap_or(leaf);
     if message.starts_with("invalid type:") {
-        let fix = if message.contains("expected a sequence") {
+        let fix = if message.contains("expected a sequence") && message.contains("type: map") {
+            format!("this is a list of blocks: write each one as [[{path}]] with its keys below it")
+        } else if message.contains("expected a sequence") {
             format!("write it as a list: {leaf} = [\"…\"]")
         } else if message.contains("expected a string") {
             format!("write it in quotes: {leaf} = \"…\"")
@@ -541,7 +592,8 @@ fn hint_for_serde_message(message: &str, path: &str) -> String {
     }
     if let Some(rest) = message.strip_prefix("unknown field `") {
         if let Some((_, expected)) = rest.split_once("`, expected ") {
-            let hint = if message.contains("`server_names`") {
+            let field = rest.split('`').next().unwrap_or("");
+            let hint = if field == "server_names" {
                 "; server_names is a top-level key: move it above the first [section]"
             } else {
                 ""
@@ -601,6 +653,8 @@ struct Validator<'a> {
     base_dir: PathBuf,
     problems: Vec<Problem>,
     places: Vec<Place>,
+    /// Listen addresses seen so far, with their keys (overlaps are refused).
+    claimed: Vec<(String, SocketAddr)>,
 }
 
 /// Where a key's value is in the configuration file, and for a key that names a file, the
@@ -740,7 +794,10 @@ impl Validator<'_> {
                 Ok(a) if out.contains(&a) => {
                     self.problem(item, key, format!("{:?} is listed twice", item.get_ref()));
                 }
-                Ok(a) => out.push(a),
+                Ok(a) => {
+                    self.claim(item, key, a);
+                    out.push(a)
+                }
                 Err(_) => self.problem(
                     item,
                     key,
@@ -752,6 +809,24 @@ impl Validator<'_> {
             }
         }
         out
+    }
+
+    /// Records a listen address; one that overlaps another listener's (the same port on the
+    /// same address, or on a wildcard of the same family) cannot be bound by both.
+    fn claim(&mut self, at: &Text, key: &str, addr: SocketAddr) {
+        let clash = self.claimed.iter().find(|(_, other)| {
+            addr.port() != 0
+                && other.port() == addr.port()
+                && other.is_ipv4() == addr.is_ipv4()
+                && (other.ip() == addr.ip()
+                    || other.ip().is_unspecified()
+                    || addr.ip().is_unspecified())
+        });
+        if let Some((other_key, other)) = clash {
+            let message = format!("{addr} overlaps {other_key} {other}: two listeners cannot share a port; give each its own port");
+            self.problem(at, key, message);
+        }
+        self.claimed.push((key.to_string(), addr));
     }
 
     fn backend_url(&mut self, raw: &Text, key: &str, https_only: bool) -> Option<Uri> {
@@ -902,7 +977,10 @@ impl Validator<'_> {
             redact_query: raw.log.redact_query.unwrap_or(false),
         };
         let admin_listen = raw.admin.listen.as_ref().and_then(|l| match l.get_ref().parse::<SocketAddr>() {
-            Ok(a) if a.ip().is_loopback() || raw.admin.allow_remote.unwrap_or(false) => Some(a),
+            Ok(a) if a.ip().is_loopback() || raw.admin.allow_remote.unwrap_or(false) => {
+                self.claim(l, "admin.listen", a);
+                Some(a)
+            }
             Ok(_) => {
                 self.problem(l, "admin.listen", format!("{:?} is not a loopback address; metrics and health details are for this machine only (set admin.allow_remote = true to override)", l.get_ref()));
                 None
@@ -937,7 +1015,7 @@ impl Validator<'_> {
                 .body
                 .iter()
                 .enumerate()
-                .filter_map(|(i, b)| self.body_limit(i, b.get_ref()))
+                .filter_map(|(i, b)| self.body_limit(i, b))
                 .collect(),
             header_read_timeout: self.duration(
                 raw.limits.header_read_timeout.as_ref(),
@@ -968,6 +1046,19 @@ impl Validator<'_> {
                 raw.limits.body_read_timeout.as_ref(),
                 "limits.body_read_timeout",
                 Duration::from_secs(60),
+            ),
+            rate: raw
+                .limits
+                .rate
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| self.rate_rule(i, r))
+                .collect(),
+            rate_table_size: self.integer(
+                raw.limits.rate_table_size.as_ref(),
+                "limits.rate_table_size",
+                (1024, 16_777_216),
+                65_536,
             ),
         };
         let shutdown_grace = self.duration(
@@ -1001,17 +1092,27 @@ impl Validator<'_> {
             .certs
             .iter()
             .enumerate()
-            .map(|(i, c)| {
-                let c = c.get_ref();
-                CertSpec {
-                    cert: self.path(&c.cert, &format!("tls.certs[{i}].cert")),
-                    key: self.path(&c.key, &format!("tls.certs[{i}].key")),
-                    hosts: self.host_names(
-                        c.hosts.as_ref(),
-                        &format!("tls.certs[{i}].hosts"),
-                        true,
-                    ),
-                }
+            .filter_map(|(i, block)| {
+                let c = block.get_ref();
+                let key = |k: &str| format!("tls.certs[{i}].{k}");
+                let cert = self.required(
+                    c.cert.as_ref(),
+                    block,
+                    &key("cert"),
+                    "cert = \"/etc/letsencrypt/live/example.com/fullchain.pem\"",
+                );
+                let private = self.required(
+                    c.key.as_ref(),
+                    block,
+                    &key("key"),
+                    "key = \"/etc/letsencrypt/live/example.com/privkey.pem\"",
+                );
+                let hosts = self.host_names(c.hosts.as_ref(), &key("hosts"), true);
+                Some(CertSpec {
+                    cert: self.path(cert?, &key("cert")),
+                    key: self.path(private?, &key("key")),
+                    hosts,
+                })
             })
             .collect();
         let default = raw.default.as_ref().and_then(|d| {
@@ -1066,39 +1167,127 @@ impl Validator<'_> {
         }
     }
 
-    fn body_limit(&mut self, i: usize, raw: &raw::RawBodyLimit) -> Option<BodyLimit> {
-        let prefix = match path::normalize_path(raw.prefix.get_ref()) {
-            Ok(p) if raw.prefix.get_ref().starts_with('/') => Some(p.to_ascii_lowercase()),
+    fn rate_rule(&mut self, i: usize, block: &Spanned<raw::RawRate>) -> Option<RateRule> {
+        let raw = block.get_ref();
+        let key = |k: &str| format!("limits.rate[{i}].{k}");
+        let prefix = self
+            .required(
+                raw.prefix.as_ref(),
+                block,
+                &key("prefix"),
+                "prefix = \"/wp-login.php\"",
+            )
+            .and_then(|p| self.prefix(p, &key("prefix"), "/wp-login.php"));
+        let per_ip_raw = self.required(
+            raw.per_ip.as_ref(),
+            block,
+            &key("per_ip"),
+            "per_ip = \"30/m\"",
+        );
+        let per_ip = per_ip_raw.map_or("", |p| p.get_ref().trim());
+        let interval = parse_rate(per_ip);
+        if let (None, Some(per_ip_raw)) = (interval, per_ip_raw) {
+            self.problem(
+                per_ip_raw,
+                &key("per_ip"),
+                format!("{per_ip:?} is not a rate; write requests per second, minute or hour like \"30/m\", \"5/s\" or \"100/h\" (1 to 1000000)"),
+            );
+        }
+        let burst = self.integer(raw.burst.as_ref(), &key("burst"), (1, 100_000), 1) as u32;
+        let mut methods = Vec::new();
+        for m in raw
+            .methods
+            .as_ref()
+            .map(|l| l.get_ref().as_slice())
+            .unwrap_or_default()
+        {
+            let name = m.get_ref().trim();
+            if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-') {
+                methods.push(name.to_ascii_uppercase());
+            } else {
+                self.problem(
+                    m,
+                    &key("methods"),
+                    format!(
+                        "{:?} is not an HTTP method; write it like methods = [\"POST\"]",
+                        m.get_ref()
+                    ),
+                );
+            }
+        }
+        Some(RateRule {
+            prefix: prefix?,
+            per_ip: per_ip.to_string(),
+            interval: interval?,
+            burst,
+            methods,
+        })
+    }
+
+    /// A rule's path prefix: absolute, normalised, lower-case (rules match ignoring case).
+    fn prefix(&mut self, raw: &Text, key: &str, example: &str) -> Option<String> {
+        match path::normalize_path(raw.get_ref()) {
+            Ok(p) if raw.get_ref().starts_with('/') => Some(p.to_ascii_lowercase()),
             _ => {
                 self.problem(
-                    &raw.prefix,
-                    &format!("limits.body[{i}].prefix"),
+                    raw,
+                    key,
                     format!(
-                        "{:?} is not a path prefix; write it like \"/wp-admin/async-upload.php\"",
-                        raw.prefix.get_ref()
+                        "{:?} is not a path prefix; write it like \"{example}\"",
+                        raw.get_ref()
                     ),
                 );
                 None
             }
-        };
-        let max = match raw.max.get_ref().parse::<bytesize::ByteSize>() {
-            Ok(b) => Some(b.as_u64()),
-            Err(_) => {
-                self.problem(
-                    &raw.max,
-                    &format!("limits.body[{i}].max"),
-                    format!(
-                        "{:?} is not a size; write it like \"1MiB\" or \"64MiB\"",
-                        raw.max.get_ref()
-                    ),
-                );
-                None
-            }
+        }
+    }
+
+    fn body_limit(&mut self, i: usize, block: &Spanned<raw::RawBodyLimit>) -> Option<BodyLimit> {
+        let raw = block.get_ref();
+        let key = |k: &str| format!("limits.body[{i}].{k}");
+        let example = "/wp-admin/async-upload.php";
+        let prefix = self
+            .required(
+                raw.prefix.as_ref(),
+                block,
+                &key("prefix"),
+                &format!("prefix = \"{example}\""),
+            )
+            .and_then(|p| self.prefix(p, &key("prefix"), example));
+        let max = self.required(raw.max.as_ref(), block, &key("max"), "max = \"64MiB\"")?;
+        let Ok(size) = max.get_ref().parse::<bytesize::ByteSize>() else {
+            self.problem(
+                max,
+                &key("max"),
+                format!(
+                    "{:?} is not a size; write it like \"1MiB\" or \"64MiB\"",
+                    max.get_ref()
+                ),
+            );
+            return None;
         };
         Some(BodyLimit {
             prefix: prefix?,
-            max: max?,
+            max: size.as_u64(),
         })
+    }
+
+    /// A key a block cannot do without: reported at the block when it is missing.
+    fn required<'r, T>(
+        &mut self,
+        value: Option<&'r Text>,
+        block: &Spanned<T>,
+        key: &str,
+        example: &str,
+    ) -> Option<&'r Text> {
+        if value.is_none() {
+            self.problem(
+                block,
+                key,
+                format!("is required; write {example} in this block"),
+            );
+        }
+        value
     }
 
     fn cidrs(&mut self, raw: Option<&TextList>, key: &str) -> Vec<IpNet> {
@@ -1119,18 +1308,14 @@ impl Validator<'_> {
     fn access_rule(&mut self, i: usize, raw: &Spanned<raw::RawAccess>) -> Option<AccessRuleConfig> {
         let r = raw.get_ref();
         let key = |k: &str| format!("access[{i}].{k}");
-        let prefix_raw = r.prefix.get_ref();
-        let prefix = match path::normalize_path(prefix_raw) {
-            Ok(p) if prefix_raw.starts_with('/') => Some(p.to_ascii_lowercase()),
-            _ => {
-                self.problem(
-                    &r.prefix,
-                    &key("prefix"),
-                    format!("{prefix_raw:?} is not a path prefix; write it like \"/wp-admin/\""),
-                );
-                None
-            }
-        };
+        let prefix = self
+            .required(
+                r.prefix.as_ref(),
+                raw,
+                &key("prefix"),
+                "prefix = \"/wp-admin/\"",
+            )
+            .and_then(|p| self.prefix(p, &key("prefix"), "/wp-admin/"));
         let host = r.host.as_ref().and_then(|h| {
             let name = h.get_ref().trim().to_ascii_lowercase();
             if is_host_name(&name, false) {
@@ -1170,9 +1355,12 @@ impl Validator<'_> {
         };
         let allow = self.cidrs(r.allow.as_ref(), &key("allow"));
         let deny = self.cidrs(r.deny.as_ref(), &key("deny"));
+        // A rule whose prefix or host is wrong is reported above and kept with a stand-in, so the
+        // htpasswd file it names is checked in the same pass (a configuration with problems
+        // never serves).
         Some(AccessRuleConfig {
-            prefix: prefix?,
-            host: if r.host.is_some() { Some(host?) } else { None },
+            prefix: prefix.unwrap_or_else(|| "/".into()),
+            host: if r.host.is_some() { host } else { None },
             htpasswd: r.htpasswd.as_ref().map(|p| self.path(p, &key("htpasswd"))),
             realm,
             allow,
@@ -1369,6 +1557,39 @@ mod tests {
     fn line_col_counts_from_one() {
         assert_eq!(line_col("a\nbc = 1", 3), (2, 2));
         assert_eq!(line_col("abc", 0), (1, 1));
+    }
+
+    #[test]
+    fn rate_rules_are_validated_with_a_fix_each() {
+        let text = "[backend]\nurl = \"http://127.0.0.1:8080\"\n[[limits.rate]]\nprefix = \"wp-login.php\"\nper_ip = \"30/min\"\nburst = 0\nmethods = [\"POST\", \"GET /\"]\n[limits]\nrate_table_size = 10\n";
+        let Err(e) = Config::parse(text, Source::File("og.toml".into())) else {
+            panic!("accepted bad rate rules");
+        };
+        let lines: Vec<String> = e.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            [
+                "og.toml:4:10 limits.rate[0].prefix: \"wp-login.php\" is not a path prefix; write it like \"/wp-login.php\"",
+                "og.toml:5:10 limits.rate[0].per_ip: \"30/min\" is not a rate; write requests per second, minute or hour like \"30/m\", \"5/s\" or \"100/h\" (1 to 1000000)",
+                "og.toml:6:9 limits.rate[0].burst: 0 is out of range; expected a number from 1 to 100000",
+                "og.toml:7:20 limits.rate[0].methods: \"GET /\" is not an HTTP method; write it like methods = [\"POST\"]",
+                "og.toml:9:19 limits.rate_table_size: 10 is out of range; expected a number from 1024 to 16777216",
+            ]
+        );
+        let good = "[backend]\nurl = \"http://127.0.0.1:8080\"\n[[limits.rate]]\nprefix = \"/WP-Login.php\"\nper_ip = \"30/m\"\nmethods = [\"post\"]\n";
+        let c = Config::parse(good, Source::Embedded).unwrap();
+        let r = &c.limits.rate[0];
+        assert_eq!(
+            (r.prefix.as_str(), r.burst, r.interval),
+            ("/wp-login.php", 1, Duration::from_secs(2))
+        );
+        assert_eq!(r.label(), "/wp-login.php POST");
+        assert_eq!(c.limits.rate_table_size, 65_536);
+        assert_eq!(parse_rate("5/s"), Some(Duration::from_millis(200)));
+        assert_eq!(parse_rate("1/h"), Some(Duration::from_secs(3600)));
+        for bad in ["0/m", "1/d", "m/30", "30", "-1/s", "1000001/s"] {
+            assert_eq!(parse_rate(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -93,8 +93,10 @@ pub struct RawTls {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCert {
-    pub cert: Text,
-    pub key: Text,
+    // Required keys are optional here, so a block missing one is reported by the validator with
+    // the block's other problems, and the blocks after it keep their indexes.
+    pub cert: Option<Text>,
+    pub key: Option<Text>,
     pub hosts: Option<TextList>,
 }
 
@@ -129,6 +131,9 @@ pub struct RawLimits {
     pub request_buffer_total: Option<Text>,
     pub body_read_timeout: Option<Text>,
     pub upgrade_protocols: Option<TextList>,
+    #[serde(default)]
+    pub rate: Vec<Spanned<RawRate>>,
+    pub rate_table_size: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -140,7 +145,7 @@ pub struct RawShutdown {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAccess {
-    pub prefix: Text,
+    pub prefix: Option<Text>,
     pub host: Option<Text>,
     pub htpasswd: Option<Text>,
     pub realm: Option<Text>,
@@ -158,7 +163,16 @@ pub struct RawAcme {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RawRate {
+    pub prefix: Option<Text>,
+    pub per_ip: Option<Text>,
+    pub burst: Option<Spanned<i64>>,
+    pub methods: Option<TextList>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawBodyLimit {
-    pub prefix: Text,
-    pub max: Text,
+    pub prefix: Option<Text>,
+    pub max: Option<Text>,
 }

@@ -37,7 +37,7 @@ const HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 /// hyphenated name origin-gate strips or sets is not enough: its underscore twin must go too.
 ///
 /// Compared here in the hyphen form: `_` and `.` fold into `-`, ASCII case is ignored.
-fn cgi_eq(name: &[u8], hyphenated: &str) -> bool {
+pub fn cgi_eq(name: &[u8], hyphenated: &str) -> bool {
     name.len() == hyphenated.len()
         && name
             .iter()

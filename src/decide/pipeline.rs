@@ -26,7 +26,8 @@ use http::{HeaderMap, Method, StatusCode, Version};
 use crate::config::{AcmeMode, BodyLimit, Config};
 use crate::decide::access::{self, AccessRule, AcmePath, AuthCheck};
 use crate::decide::forwarded::{self, host_name};
-use crate::decide::trust::{EdgeSecret, TrustedRanges};
+use crate::decide::rate::{ClientKey, RateLimiter, Refusal};
+use crate::decide::trust::{canonical, EdgeSecret, TrustedRanges};
 use crate::decide::visitor::{self, Scheme, Visitor};
 
 pub use crate::decide::access::ACME_CHALLENGE_PREFIX;
@@ -60,6 +61,9 @@ pub struct PipelineConfig {
     /// This process's `Via` entry (`1.1 origin-gate-<token>`): appended to every forwarded
     /// request; a request that arrives carrying it has come round in a loop.
     pub via: HeaderValue,
+    /// `[[limits.rate]]` and their bucket table; `None` without rules. Shared by every worker
+    /// and kept across reloads that leave the rules unchanged.
+    pub rate: Option<std::sync::Arc<RateLimiter>>,
 }
 
 impl PipelineConfig {
@@ -83,6 +87,8 @@ impl PipelineConfig {
             // Filled in by the runtime, which reads the secret file.
             edge: None,
             via: HeaderValue::from_static("1.1 origin-gate"),
+            rate: RateLimiter::new(&config.limits.rate, config.limits.rate_table_size)
+                .map(std::sync::Arc::new),
         }
     }
 }
@@ -162,6 +168,8 @@ pub enum Route {
     MethodNotAllowed,
     /// The client stalled while sending its body: 408.
     BodyTimeout,
+    /// Over a `[[limits.rate]]` rule: 429.
+    RateLimited,
 }
 
 impl Route {
@@ -181,6 +189,7 @@ impl Route {
             Route::Options => "options",
             Route::MethodNotAllowed => "method_not_allowed",
             Route::BodyTimeout => "body_timeout",
+            Route::RateLimited => "rate_limited",
         }
     }
 }
@@ -224,6 +233,8 @@ pub enum Action {
         status: StatusCode,
         message: &'static str,
     },
+    /// 429 with `Retry-After`: the visitor is over a `[[limits.rate]]` rule.
+    RateLimited(Refusal),
 }
 
 /// The pipeline's verdict on one request.
@@ -415,7 +426,8 @@ pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Deci
     //    receives.
     let mut auth = None;
     let mut body_limit = None;
-    let has_path_rules = !cfg.access.is_empty() || !cfg.body_limits.is_empty();
+    let has_path_rules =
+        !cfg.access.is_empty() || !cfg.body_limits.is_empty() || cfg.rate.is_some();
     if !acme && has_path_rules {
         // Most paths are already normal: check them in place, allocate only for the others.
         let normalized_owned;
@@ -443,6 +455,22 @@ pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Deci
             }
             &normalized_owned
         };
+        // Rate limits first: a refused guess costs nothing further, Basic auth included.
+        if let Some(limiter) = &cfg.rate {
+            let query = req.uri.query();
+            if let Some(rule) = limiter.matching_rule(normalized, query, &req.method, &req.headers)
+            {
+                // A trusted peer that named no visitor would be everybody's key: not limited.
+                let edge_itself =
+                    visitor.trusted_peer && visitor.client_ip == canonical(conn.peer.ip());
+                if !edge_itself {
+                    if let Err(refusal) = limiter.check(rule, ClientKey::of(visitor.client_ip)) {
+                        let action = Action::RateLimited(refusal);
+                        return decision(Some(host), Route::RateLimited, action);
+                    }
+                }
+            }
+        }
         body_limit = cfg
             .body_limits
             .iter()
@@ -1425,5 +1453,96 @@ mod tests {
         assert_eq!(h.headers["host"], "Example.com");
         let mut h = head("GET", "/", &[("host", "evil.example.com.")]);
         assert_eq!(forward(&c, "127.0.0.3:1", &mut h).route, Route::Misdirected);
+    }
+
+    fn rate_limited(
+        c: &PipelineConfig,
+        peer: &str,
+        method: &str,
+        target: &str,
+        cf_ip: Option<&str>,
+    ) -> Route {
+        let mut headers = vec![("host", "example.com")];
+        if let Some(ip) = cf_ip {
+            headers.push(("cf-connecting-ip", ip));
+        }
+        let mut h = head(method, target, &headers);
+        decide(c, &conn(peer, Scheme::Http, c), &mut h).route
+    }
+
+    fn with_rate(rules: &str) -> PipelineConfig {
+        let text = format!("[backend]\nurl = \"http://127.0.0.1:8080\"\n[trust]\ncloudflare = false\nextra = [\"127.0.0.2/32\"]\n{rules}");
+        let config = Config::parse(&text, crate::config::Source::Embedded).unwrap();
+        let trusted = TrustedRanges::new(&config.trust.extra);
+        PipelineConfig::new(&config, trusted, vec![])
+    }
+
+    #[test]
+    fn rate_limits_key_on_the_visitor_the_pipeline_believes() {
+        let c = with_rate("[[limits.rate]]\nprefix = \"/wp-login.php\"\nper_ip = \"1/h\"\nburst = 2\nmethods = [\"POST\"]\n");
+        let login = |peer, ip| rate_limited(&c, peer, "POST", "/wp-login.php", ip);
+        // Two visitors behind the same edge address are two keys.
+        assert_eq!(login("127.0.0.2:1", Some("203.0.113.1")), Route::Proxy);
+        assert_eq!(login("127.0.0.2:2", Some("203.0.113.1")), Route::Proxy);
+        assert_eq!(
+            login("127.0.0.2:3", Some("203.0.113.1")),
+            Route::RateLimited
+        );
+        assert_eq!(login("127.0.0.2:4", Some("203.0.113.2")), Route::Proxy);
+        // A direct client cannot rotate keys by naming visitors: its key is its own address.
+        for (i, spoof) in ["198.51.100.1", "198.51.100.2", "198.51.100.3"]
+            .iter()
+            .enumerate()
+        {
+            let expected = if i < 2 {
+                Route::Proxy
+            } else {
+                Route::RateLimited
+            };
+            assert_eq!(login("127.0.0.3:5", Some(spoof)), expected, "{spoof}");
+        }
+        // The edge itself, naming no visitor, is nobody's key: never limited.
+        for _ in 0..5 {
+            assert_eq!(login("127.0.0.2:6", None), Route::Proxy);
+        }
+        // Other methods and paths are not counted.
+        assert_eq!(
+            rate_limited(&c, "127.0.0.3:5", "GET", "/wp-login.php", None),
+            Route::Proxy
+        );
+        assert_eq!(
+            rate_limited(&c, "127.0.0.3:5", "POST", "/", None),
+            Route::Proxy
+        );
+        // The refusal says when to come back.
+        let mut h = head("POST", "/wp-login.php", &[("host", "example.com")]);
+        let d = decide(&c, &conn("127.0.0.3:5", Scheme::Http, &c), &mut h);
+        match d.action {
+            Action::RateLimited(r) => assert!(r.retry_after > std::time::Duration::from_secs(1700)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn acme_challenges_are_never_rate_limited() {
+        let c = with_rate("[[limits.rate]]\nprefix = \"/\"\nper_ip = \"1/h\"\n");
+        assert_eq!(
+            rate_limited(&c, "127.0.0.3:1", "GET", "/", None),
+            Route::Proxy
+        );
+        assert_eq!(
+            rate_limited(&c, "127.0.0.3:1", "GET", "/", None),
+            Route::RateLimited
+        );
+        for _ in 0..5 {
+            let route = rate_limited(
+                &c,
+                "127.0.0.3:1",
+                "GET",
+                "/.well-known/acme-challenge/tok_en-1",
+                None,
+            );
+            assert_eq!(route, Route::Acme);
+        }
     }
 }

@@ -42,7 +42,8 @@ impl Side {
             | Route::BadRequest
             | Route::Misdirected
             | Route::MethodNotAllowed
-            | Route::BodyTimeout => Side::Client,
+            | Route::BodyTimeout
+            | Route::RateLimited => Side::Client,
             _ if upstream_error.is_some() => Side::Backend,
             _ if status >= 500 => Side::Gate,
             _ => Side::None,

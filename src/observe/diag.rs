@@ -164,7 +164,7 @@ pub fn request(
         if let Some(mode) = mode {
             if diag.first_sight(mode) {
                 match mode {
-                    CloudflareMode::Flexible => info!("Cloudflare SSL mode looks like \"Flexible\": https visitors arrive over plain http on port 80; WordPress sees https through X-Forwarded-Proto once the origin maps it (deploy/wordpress/). Consider \"Full (strict)\" with an Origin CA certificate"),
+                    CloudflareMode::Flexible => info!("Cloudflare SSL mode looks like \"Flexible\": https visitors arrive over plain http (Cloudflare connects to port 80); WordPress sees https through X-Forwarded-Proto once the origin maps it (deploy/wordpress/). Consider \"Full (strict)\" with an Origin CA certificate"),
                     CloudflareMode::Full => info!("Cloudflare SSL mode looks like \"Full\" or \"Full (strict)\": requests arrive over TLS"),
                 }
             }

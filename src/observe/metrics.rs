@@ -42,6 +42,11 @@ pub struct SourceLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabels {
+    pub rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CertLabels {
     pub cert: String,
 }
@@ -66,6 +71,10 @@ pub struct Metrics {
     pub shed_connections: Counter,
     /// Age in days of the Cloudflare list in use, by source (built-in, trust.ranges_file).
     pub cloudflare_list_age: Family<SourceLabels, Gauge>,
+    /// 429s by `[[limits.rate]]` rule (`/wp-login.php POST`).
+    pub rate_limited: Family<RuleLabels, Counter>,
+    /// Keys the rate limiter remembers (bounded by limits.rate_table_size).
+    pub rate_keys: Gauge,
     /// Unix time of the last response head the backend sent (health check).
     pub backend_last_ok: AtomicI64,
 }
@@ -174,7 +183,21 @@ impl Metrics {
             "Age in days of the Cloudflare address list in use, by source (built-in, trust.ranges_file); refresh with origin-gate ranges update",
             cloudflare_list_age.clone(),
         );
+        let rate_limited = Family::<RuleLabels, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Requests refused with 429 by [[limits.rate]] rule",
+            rate_limited.clone(),
+        );
+        let rate_keys = Gauge::default();
+        registry.register(
+            "rate_limit_keys",
+            "Visitors (rule, IP or IPv6 /64) the rate limiter remembers; at most limits.rate_table_size",
+            rate_keys.clone(),
+        );
         Metrics {
+            rate_limited,
+            rate_keys,
             cloudflare_list_age,
             shed_connections,
             dropped_request_headers,
@@ -232,6 +255,14 @@ impl Metrics {
             .inc();
     }
 
+    pub fn rate_limited(&self, rule: &str) {
+        self.rate_limited
+            .get_or_create(&RuleLabels {
+                rule: rule.to_string(),
+            })
+            .inc();
+    }
+
     pub fn reload(&self, result: &'static str) {
         self.reloads.get_or_create(&ResultLabels { result }).inc();
     }
@@ -243,7 +274,10 @@ impl Metrics {
         certs: &[(String, i64, i64, i64)],
         list: (&'static str, i64),
         access_log_dropped: u64,
+        rate_keys: usize,
     ) -> String {
+        self.rate_keys
+            .set(i64::try_from(rate_keys).unwrap_or(i64::MAX));
         self.cloudflare_list_age.clear();
         self.cloudflare_list_age
             .get_or_create(&SourceLabels { source: list.0 })

@@ -77,6 +77,20 @@ pub fn run(path: &Path) -> Result<Vec<String>, Vec<Problem>> {
             report.push(format!("{level} {message}"));
         }
     }
+    if let Some(limiter) = &prepared.pipeline.rate {
+        let labels: Vec<String> = config
+            .limits
+            .rate
+            .iter()
+            .map(|r| format!("{} {} burst {}", r.label(), r.per_ip, r.burst))
+            .collect();
+        report.push(format!(
+            "rate limits per visitor: {}; table of at most {} visitors (~{} MiB)",
+            labels.join("; "),
+            limiter.capacity(),
+            (limiter.capacity() * crate::decide::rate::BYTES_PER_KEY).div_ceil(1 << 20)
+        ));
+    }
     if let Some(warning) = prepared.proof_warning() {
         report.push(format!("WARN {warning}"));
     }
@@ -97,9 +111,17 @@ pub fn run(path: &Path) -> Result<Vec<String>, Vec<Problem>> {
                 None => report.push(format!("certificate {}: loaded", e.spec.cert.display())),
             }
         }
+        // The configuration is valid and origin-gate will serve with these certificates, so they
+        // are warnings here (exit 0: systemd's ExecStartPre must not keep a site with an expiring
+        // certificate down); `doctor`, which judges the whole deployment, fails on the serious ones.
         for alarm in store.alarms(crate::serve::tls::now_unix()) {
             if alarm.level <= tracing::Level::WARN {
-                report.push(format!("{} {}: {}", alarm.level, alarm.cert, alarm.message));
+                let serious = if alarm.level == tracing::Level::ERROR {
+                    " (doctor fails on this)"
+                } else {
+                    ""
+                };
+                report.push(format!("WARN {}: {}{serious}", alarm.cert, alarm.message));
             }
         }
     }

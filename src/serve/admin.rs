@@ -84,9 +84,12 @@ async fn handle(
                     runtime.config.trust.ranges_file.as_deref(),
                 ),
             );
-            let body = shared
-                .metrics
-                .encode(&certs, list, shared.access_log.dropped());
+            let body = shared.metrics.encode(
+                &certs,
+                list,
+                shared.access_log.dropped(),
+                runtime.pipeline.rate.as_ref().map_or(0, |r| r.len()),
+            );
             respond(
                 StatusCode::OK,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",

@@ -102,6 +102,16 @@ pub async fn handle(
                 None,
             ),
         },
+        Action::RateLimited(refusal) => {
+            if let Some(limiter) = &runtime.pipeline.rate {
+                shared.metrics.rate_limited(limiter.label(refusal.rule));
+            }
+            (
+                respond::local(&decision, &conn, &shared.diag, &record.path),
+                None,
+                None,
+            )
+        }
         _ => (
             respond::local(&decision, &conn, &shared.diag, &record.path),
             None,

@@ -39,6 +39,42 @@ pub struct ReloadOutcome {
     pub edge_refused: bool,
 }
 
+impl std::fmt::Display for ReloadOutcome {
+    /// `configuration reloaded; 1 certificate reloaded` — only what happened.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts: Vec<String> = Vec::new();
+        let mut flag = |on: bool, what: &str| {
+            if on {
+                parts.push(what.to_string());
+            }
+        };
+        flag(self.config_reloaded, "configuration reloaded");
+        flag(
+            self.config_refused,
+            "configuration refused (the running one stays)",
+        );
+        flag(self.ranges_reloaded, "trusted ranges reloaded");
+        flag(self.ranges_refused, "trusted ranges refused");
+        flag(self.edge_reloaded, "edge secret reloaded");
+        flag(self.edge_refused, "edge secret refused");
+        for (n, what) in [
+            (self.certs_reloaded, "certificate(s) reloaded"),
+            (self.certs_refused, "certificate(s) refused"),
+            (self.htpasswd_reloaded, "htpasswd file(s) reloaded"),
+            (self.htpasswd_refused, "htpasswd file(s) refused"),
+        ] {
+            if n > 0 {
+                parts.push(format!("{n} {what}"));
+            }
+        }
+        if parts.is_empty() {
+            f.write_str("nothing changed")
+        } else {
+            f.write_str(&parts.join("; "))
+        }
+    }
+}
+
 /// A handle that reloads the running server.
 #[derive(Clone)]
 pub struct Reloader {
@@ -71,7 +107,7 @@ impl Reloader {
 
     /// The one reload path.
     fn reload_blocking(&self, reread_config: bool) -> ReloadOutcome {
-        let _serial = self
+        let mut last_refusal = self
             .shared
             .reload_lock
             .lock()
@@ -94,7 +130,8 @@ impl Reloader {
                 }
             }
         }
-        self.swap_files(&current)
+        // SIGHUP always says what it found; the timer repeats an unchanged refusal only at debug.
+        self.swap_files(&current, &mut last_refusal, reread_config)
     }
 
     /// A changed configuration file: a whole new snapshot, or nothing.
@@ -146,7 +183,12 @@ impl Reloader {
     }
 
     /// The files the configuration names: one new snapshot with whatever changed and is valid.
-    fn swap_files(&self, current: &Arc<Runtime>) -> ReloadOutcome {
+    fn swap_files(
+        &self,
+        current: &Arc<Runtime>,
+        last_refusal: &mut String,
+        asked: bool,
+    ) -> ReloadOutcome {
         let mut outcome = ReloadOutcome::default();
         let mut next: Option<Runtime> = None;
         let mut changed: Vec<String> = Vec::new();
@@ -254,16 +296,22 @@ impl Reloader {
             }
             self.shared.runtime.store(Arc::new(next));
         }
+        let refusal = refused.join("; ");
         if !refused.is_empty() {
             let also = if changed.is_empty() {
                 String::new()
             } else {
                 format!("; reloaded: {}", changed.join("; "))
             };
-            error!("reload: {}{also}", refused.join("; "));
+            if asked || refusal != *last_refusal || !changed.is_empty() {
+                error!("reload: {refusal}{also}");
+            } else {
+                tracing::debug!("reload: still refused, unchanged since the last ERROR: {refusal}");
+            }
         } else if !changed.is_empty() {
             info!("reload: {}; everything else unchanged", changed.join("; "));
         }
+        *last_refusal = refusal;
         outcome
     }
 }

@@ -70,7 +70,7 @@ pub fn local(
                 Route::BadRequest => info!(peer = %conn.peer, reason = message, "bad request"),
                 Route::Loop => {
                     if let Some(n) = diag.allow("loop") {
-                        tracing::error!(occurrences = n, "loop: a request came back to origin-gate through its own backend (Via carries this process's token); the backend address is origin-gate itself — move WordPress to 127.0.0.1:8080 and point backend.url there; answered 508");
+                        tracing::error!(occurrences = n, "loop: a request came back to origin-gate through its own backend (Via carries this process's token): backend.url leads back here — it is origin-gate's own address, or a proxy or another origin-gate that forwards to this one; point backend.url at the WordPress web server (e.g. 127.0.0.1:8080); answered 508");
                     }
                 }
                 Route::Acme => {
@@ -107,10 +107,40 @@ pub fn local(
             resp.headers_mut().insert(LOCATION, location.clone());
             resp
         }
+        Action::RateLimited(refusal) => {
+            if let Some(r) = &refusal.report {
+                warn!(
+                    "rate limit: [[limits.rate]] {} ({} per IP, burst {}) refused {} request(s) in the last {} s, most from {} ({}); answered 429 with Retry-After",
+                    r.rule,
+                    r.per_ip,
+                    r.burst,
+                    r.refused,
+                    r.since.as_secs(),
+                    r.top_client,
+                    r.top_refused
+                );
+            } else {
+                tracing::debug!(client = %decision.visitor.client_ip, path, "rate limit: 429");
+            }
+            let secs = retry_after_secs(refusal.retry_after);
+            let mut resp = text_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!("Too many requests; try again in {secs} s."),
+            );
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+            resp
+        }
         Action::Forward { .. } | Action::AcmeWebroot { .. } => {
             text_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal error.")
         }
     }
+}
+
+/// `Retry-After` in whole seconds, rounded up: a client that waits that long is let through.
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    secs.max(1)
 }
 
 /// 408: the client stalled in the middle of its body; nothing more is read from the connection.

@@ -658,7 +658,7 @@ fn ipv6_unavailable(e: &io::Error) -> bool {
 pub(crate) fn bind_hint(addr: SocketAddr, e: &io::Error) -> String {
     match e.kind() {
         io::ErrorKind::AddrInUse => format!(
-            " — another program already listens on port {}; stop it (`ss -ltnp 'sport = :{}'` shows which) or change the listen address",
+            " — another program (perhaps another origin-gate) already listens on port {}; stop it (`ss -ltnp 'sport = :{}'` shows which) or change the listen address",
             addr.port(),
             addr.port()
         ),

@@ -84,8 +84,9 @@ pub struct Shared {
     pub diag: Diag,
     /// Memory held by buffered request bodies (`limits.request_buffer_total`).
     pub buffer_budget: Arc<crate::serve::body::BufferBudget>,
-    /// Serialises reloads (the timer and SIGHUP may coincide).
-    pub reload_lock: std::sync::Mutex<()>,
+    /// Serialises reloads (the timer and SIGHUP may coincide); holds the last refusal logged, so
+    /// the timer does not repeat an unchanged broken file at ERROR every interval.
+    pub reload_lock: std::sync::Mutex<String>,
 }
 
 impl Shared {
@@ -97,7 +98,7 @@ impl Shared {
             access_log,
             diag: Diag::default(),
             buffer_budget: Arc::default(),
-            reload_lock: std::sync::Mutex::new(()),
+            reload_lock: std::sync::Mutex::new(String::new()),
         })
     }
 }
@@ -190,6 +191,13 @@ impl Runtime {
         let mut pipeline = PipelineConfig::new(&config, trusted, access);
         pipeline.edge = edge_secret(&config, edge.as_ref());
         pipeline.via = via_entry();
+        // Unchanged rules keep their buckets: a reload must not hand every guesser a new burst.
+        if let Some(kept) = previous
+            .and_then(|p| p.pipeline.rate.clone())
+            .filter(|r| r.same_rules(&config.limits.rate, config.limits.rate_table_size))
+        {
+            pipeline.rate = Some(kept);
+        }
         Ok(Runtime {
             generation,
             pipeline,
@@ -325,8 +333,15 @@ fn backend_loops(config: &Config) -> Vec<Problem> {
     }
     let mut out = Vec::new();
     for (key, uri) in backends {
+        let fix = if key == "acme.backend" {
+            "run the ACME responder (certbot --standalone --http-01-port 8402) on another port and point acme.backend there".to_string()
+        } else {
+            format!("move WordPress to 127.0.0.1:8080 and point {key} there")
+        };
         let Some(host) = uri.host() else { continue };
+        // `localhost.` is `localhost`: the resolver may not know the rooted form.
         let host = host.trim_start_matches('[').trim_end_matches(']');
+        let host = host.strip_suffix('.').unwrap_or(host);
         let port = uri
             .port_u16()
             .unwrap_or(if uri.scheme_str() == Some("https") {
@@ -338,15 +353,20 @@ fn backend_loops(config: &Config) -> Vec<Problem> {
             continue;
         };
         for addr in resolved {
+            // A wildcard listener covers the local addresses of its own family only: IPv6
+            // sockets are bound IPV6_V6ONLY, so `[::]` never answers on 127.0.0.1.
             let own = listens.iter().find(|l| {
                 l.port() == addr.port()
-                    && (l.ip() == addr.ip() || (l.ip().is_unspecified() && is_local(addr.ip())))
+                    && (l.ip() == addr.ip()
+                        || (l.ip().is_unspecified()
+                            && l.is_ipv4() == addr.is_ipv4()
+                            && is_local(addr.ip())))
             });
             if let Some(l) = own {
                 out.push(config.problem(
                     key,
                     format!(
-                        "{uri} is origin-gate itself ({addr} is served by its listener {l}): every request would come back to it; move WordPress to 127.0.0.1:8080 and point {key} there"
+                        "{uri} is origin-gate itself ({addr} is served by its listener {l}): every request would come back to it; {fix}"
                     ),
                 ));
                 break;

@@ -562,7 +562,7 @@ impl CertStore {
                 if !covered {
                     out.push(Alarm {
                         level: tracing::Level::ERROR,
-                        cert: "-".into(),
+                        cert: "server_names".into(),
                         message: format!("no certificate covers server name {host:?}: its visitors get the fallback certificate (Cloudflare Full (strict): 526); add it to the certificate (certbot -d {host})"),
                     });
                 }
