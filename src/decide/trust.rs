@@ -84,16 +84,17 @@ impl TrustedRanges {
     }
 
     /// Builds the set from config: built-in Cloudflare list (if on), `extra`, and the ranges file.
+    /// The trusted set: Cloudflare's list — from `trust.ranges_file` when one is configured (what
+    /// `origin-gate ranges update` keeps current; it *replaces* the built-in copy, so a range
+    /// Cloudflare gave up stops being trusted), else the built-in dated list when
+    /// `trust.cloudflare` — plus `trust.extra`.
     pub fn from_config(cfg: &TrustConfig) -> Result<Self, Vec<Problem>> {
-        let mut nets = if cfg.cloudflare {
-            cloudflare_ranges()
-        } else {
-            Vec::new()
+        let mut nets = match (&cfg.ranges_file, cfg.cloudflare) {
+            (Some(file), _) => load_ranges_file(file)?,
+            (None, true) => cloudflare_ranges(),
+            (None, false) => Vec::new(),
         };
         nets.extend(cfg.extra.iter().copied());
-        if let Some(file) = &cfg.ranges_file {
-            nets.extend(load_ranges_file(file)?);
-        }
         Ok(TrustedRanges::new(&nets))
     }
 
@@ -128,6 +129,23 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
+    }
+}
+
+/// Where the trusted ranges come from, for `check`, `doctor` and the start-up line.
+pub fn list_source(cfg: &TrustConfig) -> String {
+    let list = match (&cfg.ranges_file, cfg.cloudflare) {
+        (Some(f), _) => format!(
+            "Cloudflare list from trust.ranges_file {}, which replaces the built-in list of {CLOUDFLARE_LIST_DATE}",
+            f.display()
+        ),
+        (None, true) => format!("built-in Cloudflare list from {CLOUDFLARE_LIST_DATE}"),
+        (None, false) => "no Cloudflare list".to_string(),
+    };
+    if cfg.extra.is_empty() {
+        list
+    } else {
+        format!("{list}, plus {} in trust.extra", cfg.extra.len())
     }
 }
 
@@ -280,6 +298,42 @@ mod tests {
         let listed = days_from_civil(2026, 11, 24) * 86_400;
         assert_eq!(cloudflare_list_age_days(listed + 3600), 0);
         assert_eq!(cloudflare_list_age_days(listed + 400 * 86_400), 400);
+    }
+
+    #[test]
+    fn a_ranges_file_replaces_the_built_in_list() {
+        let dir = std::env::temp_dir().join(format!("og-ranges-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("cloudflare-ranges.txt");
+        // Cloudflare's current list without 173.245.48.0/20 (given up since the built-in copy).
+        std::fs::write(&file, "# test\n103.21.244.0/22\n2400:cb00::/32\n").unwrap();
+        let cfg = TrustConfig {
+            cloudflare: true,
+            extra: vec!["127.0.0.2/32".parse().unwrap()],
+            ranges_file: Some(file.clone()),
+            only_trusted_peers: false,
+            require_client_cert: false,
+            edge: None,
+        };
+        let t = TrustedRanges::from_config(&cfg).unwrap();
+        assert_eq!(t.len(), 3);
+        assert!(t.contains(ip("103.21.244.1")) && t.contains(ip("127.0.0.2")));
+        assert!(
+            !t.contains(ip("173.245.48.1")),
+            "a range no longer in the file is not trusted"
+        );
+        assert!(list_source(&cfg).contains("replaces the built-in list"));
+        // Without the file, the built-in list (22 ranges) plus extra.
+        let builtin = TrustConfig {
+            ranges_file: None,
+            ..cfg
+        };
+        assert_eq!(TrustedRanges::from_config(&builtin).unwrap().len(), 23);
+        assert_eq!(
+            list_source(&builtin),
+            format!("built-in Cloudflare list from {CLOUDFLARE_LIST_DATE}, plus 1 in trust.extra")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

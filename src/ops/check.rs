@@ -58,9 +58,9 @@ pub fn run(path: &Path) -> Result<Vec<String>, Vec<Problem>> {
             .describe(crate::decide::pipeline::UpstreamChoice::Primary)
     ));
     report.push(format!(
-        "{} trusted proxy ranges (built-in Cloudflare list from {})",
+        "{} trusted proxy ranges ({})",
         prepared.pipeline.trusted.len(),
-        crate::decide::trust::CLOUDFLARE_LIST_DATE
+        crate::decide::trust::list_source(&config.trust)
     ));
     if let Some(e) = &config.trust.edge {
         report.push(format!(

@@ -17,7 +17,6 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, Problem};
 use crate::decide::pipeline::{ConnContext, TlsInfo};
-use crate::decide::trust::CLOUDFLARE_LIST_DATE;
 use crate::decide::visitor::Scheme;
 use crate::serve::park::{self, ConnActivity};
 use crate::serve::proxy;
@@ -281,9 +280,8 @@ fn log_startup(runtime: &Runtime) {
     }
     info!(
         ranges = runtime.pipeline.trusted.len(),
-        cloudflare_builtin = config.trust.cloudflare,
-        cloudflare_list_date = CLOUDFLARE_LIST_DATE,
-        "trusted proxy ranges loaded"
+        "trusted proxy ranges loaded: {}",
+        crate::decide::trust::list_source(&config.trust)
     );
     if let Some(e) = &config.trust.edge {
         info!(header = %e.header, file = %e.file.display(), "edge secret required from peers in the trusted ranges");
