@@ -402,7 +402,7 @@ async fn a_plaintext_htpasswd_entry_is_a_config_error_naming_the_line() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     // Pointed at the configuration line that names the file, with the file's own line.
     let want = format!(
-        "{}:5:12 access[0].htpasswd: {}:2: user \"bob\" has a plaintext or unknown password hash; write it with `htpasswd -B {} bob` (bcrypt)",
+        "{}:5:12 access[0].htpasswd: {}:2: user \"bob\" has a plaintext, unknown or malformed password hash (origin-gate reads bcrypt, $apr1$, {{SHA}}, $5$ and $6$); write it with `htpasswd -B {} bob` (bcrypt)",
         path.display(),
         dir.path().join("htpasswd").display(),
         dir.path().join("htpasswd").display()

@@ -40,6 +40,19 @@ fn check_names_file_line_key_and_fix_for_each_broken_config() {
             vec![format!("{d}/bad-url.toml:2:7 backend.url: \"htp://127.0.0.1:8080\" is not an http:// or https:// URL")],
         ),
         (
+            "no-scheme.toml",
+            "[backend]\nurl = \"127.0.0.1:8080\"\nconnect_timeout = \"0s\"\n[[tls.certs]]\ncert = \"c.pem\"\nkey = \"k.pem\"\nhosts = [\"*.example.com\"]\n".into(),
+            vec![
+                format!("{d}/no-scheme.toml:2:7 backend.url: \"127.0.0.1:8080\" is not an http:// or https:// URL; write it with the scheme: \"http://127.0.0.1:8080\""),
+                format!("{d}/no-scheme.toml:3:19 backend.connect_timeout: \"0s\" must be longer than zero; write a duration like \"30s\" or \"2m\""),
+            ],
+        ),
+        (
+            "wildcard-name.toml",
+            "server_names = [\"*.example.com\"]\n[backend]\nurl = \"http://127.0.0.1:8080\"\n".into(),
+            vec![format!("{d}/wildcard-name.toml:1:17 server_names: \"*.example.com\" is not a host name; write it like \"example.com\" (no scheme, port or path; wildcards only in [[tls.certs]] hosts: list each name)")],
+        ),
+        (
             "no-backend.toml",
             "[listen]\nhttp = [\"127.0.0.1:8080\"]\n".into(),
             vec![format!("{d}/no-backend.toml: backend.url: is required; add a [backend] section with url = \"http://127.0.0.1:8080\" (your WordPress web server)")],
@@ -83,8 +96,8 @@ fn check_names_file_line_key_and_fix_for_each_broken_config() {
             "missing-cert.toml",
             "[backend]\nurl = \"http://127.0.0.1:8080\"\n\n[[tls.certs]]\ncert = \"missing.pem\"\nkey = \"missing-key.pem\"\n".into(),
             vec![
-                format!("{d}/missing-cert.toml:5:8 tls.certs[0].cert: {d}/missing.pem: cannot read the certificate PEM: No such file or directory (os error 2)"),
-                format!("{d}/missing-cert.toml:6:7 tls.certs[0].key: {d}/missing-key.pem: cannot read the private key PEM: No such file or directory (os error 2)"),
+                format!("{d}/missing-cert.toml:5:8 tls.certs[0].cert: {d}/missing.pem: cannot read the certificate PEM: No such file or directory (os error 2); check the path (certbot writes /etc/letsencrypt/live/NAME/fullchain.pem and privkey.pem; a Cloudflare Origin CA pair is saved wherever you put it) — until it exists, its names get the self-signed fallback"),
+                format!("{d}/missing-cert.toml:6:7 tls.certs[0].key: {d}/missing-key.pem: cannot read the private key PEM: No such file or directory (os error 2); check the path (certbot writes /etc/letsencrypt/live/NAME/fullchain.pem and privkey.pem; a Cloudflare Origin CA pair is saved wherever you put it) — until it exists, its names get the self-signed fallback"),
             ],
         ),
     ];
@@ -465,9 +478,9 @@ fn check_lists_every_problem_in_one_pass() {
         format!("{d}/all.toml:3:9 listen.http: \"0.0.0.0\" is not an address:port; write it like \"0.0.0.0:80\" or \"[::]:443\""),
         format!("{d}/all.toml:6:1 backend.urll: unknown key (misspelled?); expected one of `url`, `https_url`, `tls_verify`, `connect_timeout`, `response_timeout`, `idle_timeout`, `max_idle_connections`"),
         format!("{d}/all.toml:8:10 trust.extra: \"10.0.0.0/33\" is not a CIDR range; write it like \"203.0.113.0/24\" or \"2001:db8::/32\""),
-        format!("{d}/all.toml:10:8 tls.certs[0].cert: {d}/missing.pem: cannot read the certificate PEM: No such file or directory (os error 2)"),
-        format!("{d}/all.toml:11:7 tls.certs[0].key: {d}/missing-key.pem: cannot read the private key PEM: No such file or directory (os error 2)"),
-        format!("{d}/all.toml:14:12 access[0].htpasswd: {d}/htpasswd:2: user \"bob\" has a plaintext or unknown password hash; write it with `htpasswd -B {d}/htpasswd bob` (bcrypt)"),
+        format!("{d}/all.toml:10:8 tls.certs[0].cert: {d}/missing.pem: cannot read the certificate PEM: No such file or directory (os error 2); check the path (certbot writes /etc/letsencrypt/live/NAME/fullchain.pem and privkey.pem; a Cloudflare Origin CA pair is saved wherever you put it) — until it exists, its names get the self-signed fallback"),
+        format!("{d}/all.toml:11:7 tls.certs[0].key: {d}/missing-key.pem: cannot read the private key PEM: No such file or directory (os error 2); check the path (certbot writes /etc/letsencrypt/live/NAME/fullchain.pem and privkey.pem; a Cloudflare Origin CA pair is saved wherever you put it) — until it exists, its names get the self-signed fallback"),
+        format!("{d}/all.toml:14:12 access[0].htpasswd: {d}/htpasswd:2: user \"bob\" has a plaintext, unknown or malformed password hash (origin-gate reads bcrypt, $apr1$, {{SHA}}, $5$ and $6$); write it with `htpasswd -B {d}/htpasswd bob` (bcrypt)"),
         format!("{d}/all.toml: 7 problems found"),
     ];
     assert_eq!(lines, want);

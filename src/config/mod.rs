@@ -693,7 +693,10 @@ impl Validator<'_> {
                 self.problem(
                     raw,
                     key,
-                    format!("{:?} must be longer than zero", raw.get_ref()),
+                    format!(
+                        "{:?} must be longer than zero; write a duration like \"30s\" or \"2m\"",
+                        raw.get_ref()
+                    ),
                 );
                 default
             }
@@ -852,7 +855,15 @@ impl Validator<'_> {
                 } else {
                     "an http:// or https:// URL"
                 };
-                self.problem(raw, key, format!("{s:?} is not {expected}"));
+                let fix = if s.contains("://") {
+                    String::new()
+                } else {
+                    format!(
+                        "; write it with the scheme: \"http://{}\"",
+                        s.trim_start_matches('/')
+                    )
+                };
+                self.problem(raw, key, format!("{s:?} is not {expected}{fix}"));
                 return None;
             }
         };
@@ -1416,7 +1427,11 @@ impl Validator<'_> {
                 self.problem(
                     item,
                     key,
-                    format!("{:?} is not a host name; write it like \"example.com\" (no scheme, port or path)", item.get_ref()),
+                    format!(
+                        "{:?} is not a host name; write it like \"example.com\" (no scheme, port or path{})",
+                        item.get_ref(),
+                        if wildcard { "" } else { "; wildcards only in [[tls.certs]] hosts: list each name" }
+                    ),
                 );
             }
         }

@@ -55,7 +55,10 @@ impl Htpasswd {
                 message,
             };
             let Some((user, hash)) = line.split_once(':') else {
-                problems.push(problem("not a user:hash line".into()));
+                problems.push(problem(format!(
+                    "not a user:hash line; create entries with `htpasswd -B {} USER` (bcrypt)",
+                    file.display()
+                )));
                 continue;
             };
             match parse_hash(hash) {
@@ -63,7 +66,7 @@ impl Htpasswd {
                     users.insert(user.to_string(), h);
                 }
                 None => problems.push(problem(format!(
-                    "user {user:?} has a plaintext or unknown password hash; write it with `htpasswd -B {} {user}` (bcrypt)",
+                    "user {user:?} has a plaintext, unknown or malformed password hash (origin-gate reads bcrypt, $apr1$, {{SHA}}, $5$ and $6$); write it with `htpasswd -B {} {user}` (bcrypt)",
                     file.display()
                 ))),
             }
@@ -327,6 +330,6 @@ apr:$apr1$xxxxxxxx$dxHfLAsjHkDRmG83UXe8K0
         assert_eq!(err[0].position, Some((2, 1)));
         assert!(err[0]
             .message
-            .starts_with("user \"bob\" has a plaintext or unknown password hash"));
+            .starts_with("user \"bob\" has a plaintext, unknown or malformed password hash"));
     }
 }

@@ -44,6 +44,15 @@ fn problem(file: &Path, key: String, message: String) -> Problem {
     }
 }
 
+/// The fix for a certificate or key file that is not there (or not readable).
+fn missing_hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "; check the path (certbot writes /etc/letsencrypt/live/NAME/fullchain.pem and privkey.pem; a Cloudflare Origin CA pair is saved wherever you put it) — until it exists, its names get the self-signed fallback",
+        std::io::ErrorKind::PermissionDenied => "; origin-gate's user cannot read it (for certbot files: chmod 0750 /etc/letsencrypt/{live,archive} and chgrp origin-gate, or a deploy hook that copies the pair)",
+        _ => "",
+    }
+}
+
 /// The raw PEM bytes of a `[[tls.certs]]` entry. Paths are followed through symlinks, so
 /// certbot's `live/` → `archive/` swap is seen.
 pub fn read_pair(spec: &CertSpec, index: usize) -> Result<(Vec<u8>, Vec<u8>), Vec<Problem>> {
@@ -51,14 +60,14 @@ pub fn read_pair(spec: &CertSpec, index: usize) -> Result<(Vec<u8>, Vec<u8>), Ve
         problem(
             &spec.cert,
             format!("tls.certs[{index}].cert"),
-            format!("cannot read the certificate PEM: {e}"),
+            format!("cannot read the certificate PEM: {e}{}", missing_hint(&e)),
         )
     });
     let key = std::fs::read(&spec.key).map_err(|e| {
         problem(
             &spec.key,
             format!("tls.certs[{index}].key"),
-            format!("cannot read the private key PEM: {e}"),
+            format!("cannot read the private key PEM: {e}{}", missing_hint(&e)),
         )
     });
     match (cert, key) {
