@@ -45,20 +45,22 @@ enum Command {
 #[derive(Subcommand)]
 enum RangesAction {
     /// Fetch Cloudflare's published lists, check them and write trust.ranges_file atomically
-    /// (the old file kept as .previous); a running instance picks it up on its next reload.
+    /// (an existing file kept as .previous); the file replaces the built-in list, and a running
+    /// instance picks it up on its next reload. Refused without --force: an IPv4 or IPv6 list
+    /// that lost more than half of its ranges (each checked on its own).
     /// Exit 0: the file is current; 1: fetch failed or the lists were refused (file untouched);
     /// 2: usage or configuration error. Default config: /etc/origin-gate/origin-gate.toml.
     Update {
-        /// Where the IPv4 list is fetched from.
+        /// Where the IPv4 list is fetched from (https:// only).
         #[arg(long, default_value = origin_gate::ops::ranges::CLOUDFLARE_V4_URL)]
         v4_url: String,
-        /// Where the IPv6 list is fetched from.
+        /// Where the IPv6 list is fetched from (https:// only).
         #[arg(long, default_value = origin_gate::ops::ranges::CLOUDFLARE_V6_URL)]
         v6_url: String,
         /// More CA certificates (PEM) to trust for the fetch, e.g. a corporate TLS proxy's.
         #[arg(long, value_name = "PEM")]
         ca_file: Option<PathBuf>,
-        /// Accept a list that shrank by more than half.
+        /// Accept an IPv4 or IPv6 list that lost more than half of its ranges.
         #[arg(long)]
         force: bool,
     },
@@ -140,7 +142,12 @@ fn ranges_update(
     ca_file: Option<PathBuf>,
     force: bool,
 ) -> ExitCode {
-    use origin_gate::ops::ranges::{self, Outcome, Update};
+    use origin_gate::ops::ranges::{self, Update};
+    // A URL that cannot work is a usage error, found before the configuration is read.
+    if let Err(e) = ranges::check_urls(&v4_url, &v6_url) {
+        eprintln!("origin-gate ranges update: {e}");
+        return ExitCode::from(e.exit_code());
+    }
     let path =
         path.unwrap_or_else(|| origin_gate::ops::doctor::default_config_path().to_path_buf());
     let config = match Config::load(&path) {
@@ -152,8 +159,9 @@ fn ranges_update(
     };
     let Some(file) = config.trust.ranges_file.clone() else {
         eprintln!(
-            "{}: trust.ranges_file is not set; add it (e.g. ranges_file = \"/etc/origin-gate/cloudflare-ranges.txt\") so the update has somewhere to go",
-            path.display()
+            "{}: trust.ranges_file is not set; add it (e.g. ranges_file = \"{}\") so the update has somewhere to go",
+            path.display(),
+            ranges::EXAMPLE_RANGES_FILE
         );
         return ExitCode::from(2);
     };
@@ -169,37 +177,15 @@ fn ranges_update(
         force,
     };
     match runtime.block_on(ranges::run(&update)) {
-        Ok(Outcome::Unchanged { ranges }) => {
-            println!("{}: unchanged, {ranges} ranges", file.display());
-            ExitCode::SUCCESS
-        }
-        Ok(Outcome::Updated {
-            added,
-            removed,
-            ranges,
-        }) => {
-            for a in &added {
-                println!("+ {a}");
+        Ok(outcome) => {
+            for line in outcome.report(&file) {
+                println!("{line}");
             }
-            for r in &removed {
-                println!("- {r}");
-            }
-            println!(
-                "{}: updated, {ranges} ranges ({} added, {} removed); the previous list is {}.previous; a running origin-gate picks it up on its next reload (tls.reload_interval or SIGHUP)",
-                file.display(),
-                added.len(),
-                removed.len(),
-                file.display()
-            );
             ExitCode::SUCCESS
-        }
-        Err(ranges::UpdateError::Setup(e)) => {
-            eprintln!("origin-gate ranges update: {e}");
-            ExitCode::from(2)
         }
         Err(e) => {
             eprintln!("origin-gate ranges update: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }

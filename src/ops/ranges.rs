@@ -1,10 +1,13 @@
 //! `origin-gate ranges update`: fetch Cloudflare's published address lists, check them, and
-//! write `trust.ranges_file` atomically (the previous file kept beside it as `.previous`), so
-//! a running instance picks the new list up on its next reload (`tls.reload_interval`, SIGHUP)
-//! and the built-in dated list stays the fallback. Meant for a weekly timer
-//! (`deploy/systemd/origin-gate-ranges.timer`): exit 0 when the file is current (updated or
-//! unchanged), 1 when the lists could not be fetched or were refused (the file is untouched), 2
-//! for a usage or configuration error.
+//! write `trust.ranges_file` atomically (the file it replaces kept beside it as `.previous`), so
+//! a running instance picks the new list up on its next reload (`tls.reload_interval`, SIGHUP).
+//! A configured ranges file *replaces* the built-in dated list (see `decide::trust`), so a range
+//! Cloudflare gave up stops being trusted: that is why every list is checked, and a list that
+//! lost more than half of its IPv4 or of its IPv6 ranges is refused without `--force`. Meant for
+//! a weekly timer (`deploy/systemd/origin-gate-ranges.timer`): exit 0 when the file is current
+//! (updated or unchanged), 1 when the lists could not be fetched or were refused (the file is
+//! untouched), 2 for a usage or configuration error (a URL that is not https://, a bad
+//! `--ca-file`).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -18,10 +21,14 @@ use hyper_util::rt::TokioExecutor;
 use ipnet::IpNet;
 
 use crate::config::parse_cidr;
+use crate::decide::trust::{cloudflare_ranges, CLOUDFLARE_LIST_DATE};
 
 /// Where Cloudflare publishes its edge ranges.
 pub const CLOUDFLARE_V4_URL: &str = "https://www.cloudflare.com/ips-v4";
 pub const CLOUDFLARE_V6_URL: &str = "https://www.cloudflare.com/ips-v6";
+/// Where the packaged units and the example configuration keep the file: the systemd unit's
+/// `StateDirectory`, writable by the timer's service under `ProtectSystem=strict`.
+pub const EXAMPLE_RANGES_FILE: &str = "/var/lib/origin-gate/cloudflare-ranges.txt";
 
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// A list of a few dozen ranges is a few hundred bytes; anything near this is not that list.
@@ -39,21 +46,80 @@ pub struct Update {
     pub v6_url: String,
     /// Extra CA certificates to trust for the fetch (a test server, a corporate proxy).
     pub ca_file: Option<PathBuf>,
-    /// Accept a list that shrank by more than half.
+    /// Accept an IPv4 or IPv6 list that lost more than half of its ranges.
     pub force: bool,
 }
 
 /// How an update ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
-    Unchanged {
-        ranges: usize,
-    },
+    /// The file already lists exactly these ranges; it is not rewritten.
+    Unchanged { ranges: usize },
+    /// The file was rewritten; the one it replaced is kept as `previous`.
     Updated {
         added: Vec<String>,
         removed: Vec<String>,
         ranges: usize,
+        previous: PathBuf,
     },
+    /// There was no file: it was written for the first time, compared with the built-in list
+    /// it replaces (there is no `.previous`).
+    Created {
+        added: Vec<String>,
+        removed: Vec<String>,
+        ranges: usize,
+    },
+}
+
+impl Outcome {
+    /// What the operator reads: the ranges that come and go, then one summary line.
+    pub fn report(&self, file: &Path) -> Vec<String> {
+        let file = file.display();
+        let reload =
+            "a running origin-gate picks it up on its next reload (tls.reload_interval or SIGHUP)";
+        match self {
+            Outcome::Unchanged { ranges } => vec![format!("{file}: unchanged, {ranges} ranges")],
+            Outcome::Updated {
+                added,
+                removed,
+                ranges,
+                previous,
+            } => diff_lines(added, removed)
+                .chain([format!(
+                    "{file}: updated, {ranges} ranges ({} added, {} removed); the previous list is kept as {}; {reload}",
+                    added.len(),
+                    removed.len(),
+                    previous.display()
+                )])
+                .collect(),
+            Outcome::Created {
+                added,
+                removed,
+                ranges,
+            } => diff_lines(added, removed)
+                .chain([format!(
+                    "{file}: written, {ranges} ranges; the file replaces the built-in list of {CLOUDFLARE_LIST_DATE} ({} added, {} removed against it) from origin-gate's next start or reload (SIGHUP)",
+                    added.len(),
+                    removed.len(),
+                )])
+                .collect(),
+        }
+    }
+}
+
+fn diff_lines<'a>(added: &'a [String], removed: &'a [String]) -> impl Iterator<Item = String> + 'a {
+    added
+        .iter()
+        .map(|a| format!("+ {a}"))
+        .chain(removed.iter().map(|r| format!("- {r}")))
+}
+
+/// One list (IPv4 or IPv6) that lost more than half of its ranges.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Shrink {
+    pub family: &'static str,
+    pub old: usize,
+    pub new: usize,
 }
 
 /// Why it did not.
@@ -63,55 +129,185 @@ pub enum UpdateError {
     Fetch { url: String, detail: String },
     #[error("{url}: {detail}; the ranges file is left as it was")]
     Invalid { url: String, detail: String },
-    #[error("the new list has {new} ranges where {file} has {old}: more than half would go; refused (check the lists by hand, then run again with --force)")]
+    #[error("{}; refused, the ranges file is left as it was (check the lists by hand, then run again with --force)", shrink_message(.lists, .against))]
     Shrunk {
-        file: String,
-        old: usize,
-        new: usize,
+        /// What the new lists were compared with: the file, or the built-in list.
+        against: String,
+        lists: Vec<Shrink>,
     },
+    #[error("cannot read {file}: {detail}; the ranges file is left as it was")]
+    Read { file: String, detail: String },
     #[error("cannot write {file}: {detail}")]
     Write { file: String, detail: String },
+    /// A command-line value that cannot work (a URL that is not https://).
+    #[error("{0}")]
+    Usage(String),
+    /// The fetch cannot be set up (`--ca-file` unreadable, TLS configuration).
     #[error("{0}")]
     Setup(String),
 }
 
+impl UpdateError {
+    /// The documented exit codes: 2 for usage and set-up errors, 1 for everything refused.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            UpdateError::Usage(_) | UpdateError::Setup(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+fn shrink_message(lists: &[Shrink], against: &str) -> String {
+    let each: Vec<String> = lists
+        .iter()
+        .map(|s| {
+            format!(
+                "the new {} list has {} ranges where {against} has {}",
+                s.family, s.new, s.old
+            )
+        })
+        .collect();
+    format!("{}: more than half would go", each.join(", and "))
+}
+
+/// Checks `--v4-url` / `--v6-url` before anything is fetched: only an absolute https:// URL. The
+/// list decides whose forwarding headers are believed, so it must not be readable or
+/// changeable on the way (plain http would let anyone on the path add their own ranges).
+pub fn check_url(flag: &str, value: &str) -> Result<http::Uri, UpdateError> {
+    let usage = |why: String| UpdateError::Usage(format!("{flag} {why}"));
+    let not_a_url = || {
+        usage(format!(
+            "{value:?} is not a URL; give an absolute https:// URL, like {CLOUDFLARE_V4_URL}"
+        ))
+    };
+    let uri: http::Uri = value.parse().map_err(|_| not_a_url())?;
+    let (Some(scheme), Some(host)) = (uri.scheme(), uri.host()) else {
+        return Err(not_a_url());
+    };
+    if *scheme != http::uri::Scheme::HTTPS {
+        return Err(usage(format!(
+            "must be an https:// URL: the list decides whom origin-gate trusts (got {value:?})"
+        )));
+    }
+    if host.is_empty() {
+        return Err(not_a_url());
+    }
+    Ok(uri)
+}
+
+/// Both URLs of an update, checked.
+pub fn check_urls(v4_url: &str, v6_url: &str) -> Result<(http::Uri, http::Uri), UpdateError> {
+    Ok((
+        check_url("--v4-url", v4_url)?,
+        check_url("--v6-url", v6_url)?,
+    ))
+}
+
+/// What the new lists are compared with: the ranges file as it is, or — when there is none yet —
+/// the built-in list the file is about to replace.
+struct Before {
+    ranges: BTreeSet<IpNet>,
+    /// The file exists and is kept as `.previous` when it is replaced.
+    from_file: bool,
+    /// How the refusal names it.
+    name: String,
+}
+
+fn before(file: &Path) -> Result<Before, UpdateError> {
+    match std::fs::read_to_string(file) {
+        Ok(text) => Ok(Before {
+            ranges: text
+                .lines()
+                .map(|l| l.split('#').next().unwrap_or("").trim())
+                .filter(|l| !l.is_empty())
+                .filter_map(parse_cidr)
+                .collect(),
+            from_file: true,
+            name: file.display().to_string(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Before {
+            ranges: cloudflare_ranges().into_iter().collect(),
+            from_file: false,
+            name: format!("the built-in list of {CLOUDFLARE_LIST_DATE}"),
+        }),
+        Err(e) => Err(UpdateError::Read {
+            file: file.display().to_string(),
+            detail: e.to_string(),
+        }),
+    }
+}
+
+/// The shrink guard, per address family: a list that lost more than half of its ranges is far
+/// more likely a partial or wrong download than Cloudflare's real list, and with the file
+/// replacing the built-in list every range it drops stops being trusted. Checked per family so
+/// that IPv4 going from 15 to 6 is not hidden by an unchanged IPv6 list. A family the old list
+/// did not have is not checked (nothing to shrink from).
+fn shrinks(old: &BTreeSet<IpNet>, new: &BTreeSet<IpNet>) -> Vec<Shrink> {
+    let count = |set: &BTreeSet<IpNet>, v6: bool| {
+        set.iter()
+            .filter(|n| matches!(n, IpNet::V6(_)) == v6)
+            .count()
+    };
+    [("IPv4", false), ("IPv6", true)]
+        .into_iter()
+        .filter_map(|(family, v6)| {
+            let (old, new) = (count(old, v6), count(new, v6));
+            (new * 2 < old).then_some(Shrink { family, old, new })
+        })
+        .collect()
+}
+
 /// Fetches, checks, compares, writes.
 pub async fn run(u: &Update) -> Result<Outcome, UpdateError> {
+    let (v4_uri, v6_uri) = check_urls(&u.v4_url, &u.v6_url)?;
     let client = client(u.ca_file.as_deref())?;
-    let v4 = parse_list(&u.v4_url, &fetch(&client, &u.v4_url).await?, false)?;
-    let v6 = parse_list(&u.v6_url, &fetch(&client, &u.v6_url).await?, true)?;
-    let new: BTreeSet<String> = v4
-        .iter()
-        .chain(v6.iter())
-        .map(ToString::to_string)
-        .collect();
-    let old: BTreeSet<String> = match std::fs::read_to_string(&u.file) {
-        Ok(text) => text
-            .lines()
-            .map(|l| l.split('#').next().unwrap_or("").trim())
-            .filter(|l| !l.is_empty())
-            .filter_map(parse_cidr)
-            .map(|n| n.to_string())
-            .collect(),
-        Err(_) => BTreeSet::new(),
-    };
-    if new == old {
+    let v4 = parse_list(&u.v4_url, &fetch(&client, &u.v4_url, v4_uri).await?, false)?;
+    let v6 = parse_list(&u.v6_url, &fetch(&client, &u.v6_url, v6_uri).await?, true)?;
+    let new: BTreeSet<IpNet> = v4.iter().chain(v6.iter()).copied().collect();
+    let before = before(&u.file)?;
+    if before.from_file && new == before.ranges {
         return Ok(Outcome::Unchanged { ranges: new.len() });
     }
-    if !u.force && !old.is_empty() && new.len() * 2 < old.len() {
+    let shrunk = shrinks(&before.ranges, &new);
+    if !u.force && !shrunk.is_empty() {
         return Err(UpdateError::Shrunk {
-            file: u.file.display().to_string(),
-            old: old.len(),
-            new: new.len(),
+            against: before.name,
+            lists: shrunk,
         });
     }
-    let text = render(u, &v4, &v6);
-    write_atomically(&u.file, &text)?;
-    Ok(Outcome::Updated {
-        added: new.difference(&old).cloned().collect(),
-        removed: old.difference(&new).cloned().collect(),
-        ranges: new.len(),
+    let previous = before.from_file.then(|| previous_path(&u.file));
+    let text = render(u, &v4, &v6, previous.as_deref());
+    write_atomically(&u.file, &text, previous.as_deref())?;
+    let added = new
+        .difference(&before.ranges)
+        .map(ToString::to_string)
+        .collect();
+    let removed = before
+        .ranges
+        .difference(&new)
+        .map(ToString::to_string)
+        .collect();
+    let ranges = new.len();
+    Ok(match previous {
+        Some(previous) => Outcome::Updated {
+            added,
+            removed,
+            ranges,
+            previous,
+        },
+        None => Outcome::Created {
+            added,
+            removed,
+            ranges,
+        },
     })
+}
+
+/// `cloudflare-ranges.txt` → `cloudflare-ranges.txt.previous`, beside it.
+fn previous_path(file: &Path) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".previous");
+    PathBuf::from(name)
 }
 
 type Fetcher = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
@@ -142,12 +338,11 @@ fn client(ca_file: Option<&Path>) -> Result<Fetcher, UpdateError> {
     Ok(Client::builder(TokioExecutor::new()).build(connector))
 }
 
-async fn fetch(client: &Fetcher, url: &str) -> Result<String, UpdateError> {
+async fn fetch(client: &Fetcher, url: &str, uri: http::Uri) -> Result<String, UpdateError> {
     let err = |detail: String| UpdateError::Fetch {
         url: url.to_string(),
         detail,
     };
-    let uri: http::Uri = url.parse().map_err(|e| err(format!("not a URL: {e}")))?;
     let req = http::Request::get(uri)
         .header(
             http::header::USER_AGENT,
@@ -211,14 +406,20 @@ fn parse_list(url: &str, text: &str, v6: bool) -> Result<Vec<IpNet>, UpdateError
     Ok(nets)
 }
 
-fn render(u: &Update, v4: &[IpNet], v6: &[IpNet]) -> String {
+fn render(u: &Update, v4: &[IpNet], v6: &[IpNet], previous: Option<&Path>) -> String {
     let now = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
     let mut out = format!(
-        "# Cloudflare's edge ranges, written by `origin-gate ranges update` on {now}\n# from {} and {}; the previous list is beside this file as .previous\n",
+        "# Cloudflare's edge ranges, written by `origin-gate ranges update` on {now}\n# from {} and {}.\n# As trust.ranges_file this list replaces origin-gate's built-in Cloudflare list.\n",
         u.v4_url, u.v6_url
     );
+    if let Some(previous) = previous.and_then(Path::file_name) {
+        out.push_str(&format!(
+            "# The list it replaced is kept beside it as {}.\n",
+            previous.to_string_lossy()
+        ));
+    }
     for n in v4.iter().chain(v6) {
         out.push_str(&n.to_string());
         out.push('\n');
@@ -227,8 +428,9 @@ fn render(u: &Update, v4: &[IpNet], v6: &[IpNet]) -> String {
 }
 
 /// Write to a temporary file in the same directory, flush it to disk, keep the old file as
-/// `.previous`, then rename into place: a reader sees the old list or the new one, never half.
-fn write_atomically(path: &Path, text: &str) -> Result<(), UpdateError> {
+/// `previous` (when there is one), then rename into place: a reader sees the old list or the
+/// new one, never half. On failure the temporary file is removed and the old file stays.
+fn write_atomically(path: &Path, text: &str, previous: Option<&Path>) -> Result<(), UpdateError> {
     use std::io::Write;
     let err = |detail: String| UpdateError::Write {
         file: path.display().to_string(),
@@ -243,16 +445,20 @@ fn write_atomically(path: &Path, text: &str) -> Result<(), UpdateError> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "ranges".into());
     let tmp = dir.join(format!(".{name}.new"));
-    let mut f = std::fs::File::create(&tmp).map_err(|e| err(e.to_string()))?;
-    f.write_all(text.as_bytes())
-        .map_err(|e| err(e.to_string()))?;
-    f.sync_all().map_err(|e| err(e.to_string()))?;
-    drop(f);
-    if path.exists() {
-        std::fs::copy(path, dir.join(format!("{name}.previous")))
-            .map_err(|e| err(e.to_string()))?;
-    }
-    std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        drop(f);
+        if let Some(previous) = previous {
+            std::fs::copy(path, previous)?;
+        }
+        std::fs::rename(&tmp, path)
+    })();
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        err(e.to_string())
+    })
 }
 
 #[cfg(test)]
@@ -276,5 +482,120 @@ mod tests {
         )
         .is_err());
         assert!(parse_list("u", &good.replace("141.101.64.0/18", "141.101.64.1"), false).is_err());
+    }
+
+    fn nets(list: &str) -> BTreeSet<IpNet> {
+        list.lines().filter_map(parse_cidr).collect()
+    }
+
+    #[test]
+    fn only_absolute_https_urls_are_accepted_as_a_usage_error() {
+        assert!(check_url("--v4-url", CLOUDFLARE_V4_URL).is_ok());
+        assert!(check_url("--v4-url", "https://localhost:8443/ips-v4").is_ok());
+        for (bad, says) in [
+            (
+                "http://127.0.0.1:18099/v4",
+                "--v4-url must be an https:// URL: the list decides whom origin-gate trusts",
+            ),
+            ("ftp://example.com/v4", "must be an https:// URL"),
+            ("notaurl", "--v4-url \"notaurl\" is not a URL"),
+            ("/ips-v4", "is not a URL"),
+            ("www.cloudflare.com/ips-v4", "is not a URL"),
+            ("https://", "is not a URL"),
+            ("", "is not a URL"),
+        ] {
+            match check_url("--v4-url", bad) {
+                Err(e @ UpdateError::Usage(_)) => {
+                    assert_eq!(e.exit_code(), 2, "{bad}");
+                    assert!(e.to_string().contains(says), "{bad}: {e}");
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        assert!(
+            check_urls(CLOUDFLARE_V4_URL, "http://x/v6").is_err_and(|e| e
+                .to_string()
+                .starts_with("--v6-url must be an https:// URL"))
+        );
+    }
+
+    #[test]
+    fn the_shrink_guard_looks_at_each_family() {
+        let builtin: BTreeSet<IpNet> = cloudflare_ranges().into_iter().collect();
+        assert_eq!(shrinks(&builtin, &builtin), vec![]);
+        // IPv4 15 -> 6 with IPv6 unchanged: 22 -> 13 in total, not halved, but IPv4 is.
+        let v4_cut: BTreeSet<IpNet> = builtin
+            .iter()
+            .filter(|n| matches!(n, IpNet::V4(_)))
+            .take(6)
+            .chain(builtin.iter().filter(|n| matches!(n, IpNet::V6(_))))
+            .copied()
+            .collect();
+        assert_eq!(
+            shrinks(&builtin, &v4_cut),
+            vec![Shrink {
+                family: "IPv4",
+                old: 15,
+                new: 6
+            }]
+        );
+        // Half exactly is kept (15 -> 8 loses 7, 7 -> 4 loses 3).
+        let halves: BTreeSet<IpNet> = builtin
+            .iter()
+            .filter(|n| matches!(n, IpNet::V4(_)))
+            .take(8)
+            .chain(builtin.iter().filter(|n| matches!(n, IpNet::V6(_))).take(4))
+            .copied()
+            .collect();
+        assert_eq!(shrinks(&builtin, &halves), vec![]);
+        // A family the old file did not have cannot shrink.
+        let v4_only = nets("173.245.48.0/20\n103.21.244.0/22\n");
+        assert_eq!(shrinks(&v4_only, &builtin), vec![]);
+        let e = UpdateError::Shrunk {
+            against: "f".into(),
+            lists: shrinks(&builtin, &nets("173.245.48.0/20\n2400:cb00::/32\n")),
+        };
+        assert_eq!(e.exit_code(), 1);
+        assert!(e.to_string().starts_with(
+            "the new IPv4 list has 1 ranges where f has 15, and the new IPv6 list has 1 ranges where f has 7: more than half would go"
+        ), "{e}");
+    }
+
+    #[test]
+    fn previous_is_only_mentioned_when_one_was_kept() {
+        let file = Path::new("/var/lib/origin-gate/cloudflare-ranges.txt");
+        let created = Outcome::Created {
+            added: vec!["198.51.100.0/24".into()],
+            removed: vec![],
+            ranges: 23,
+        }
+        .report(file);
+        assert_eq!(created[0], "+ 198.51.100.0/24");
+        assert!(!created.concat().contains(".previous"), "{created:?}");
+        assert!(created[1].contains(&format!(
+            "the file replaces the built-in list of {CLOUDFLARE_LIST_DATE}"
+        )));
+        let updated = Outcome::Updated {
+            added: vec![],
+            removed: vec!["198.51.100.0/24".into()],
+            ranges: 22,
+            previous: previous_path(file),
+        }
+        .report(file);
+        assert_eq!(updated[0], "- 198.51.100.0/24");
+        assert!(updated[1].contains(
+            "the previous list is kept as /var/lib/origin-gate/cloudflare-ranges.txt.previous"
+        ));
+        let u = Update {
+            file: file.into(),
+            v4_url: CLOUDFLARE_V4_URL.into(),
+            v6_url: CLOUDFLARE_V6_URL.into(),
+            ca_file: None,
+            force: false,
+        };
+        let v4: Vec<IpNet> = nets("173.245.48.0/20\n").into_iter().collect();
+        assert!(!render(&u, &v4, &[], None).contains(".previous"));
+        assert!(render(&u, &v4, &[], Some(&previous_path(file)))
+            .contains("kept beside it as cloudflare-ranges.txt.previous"));
     }
 }
