@@ -178,12 +178,27 @@ async fn ranges_update_fetches_checks_and_writes_atomically() {
 
     // A running instance uses the file, and picks a changed one up on its reload timer.
     let gate = GateProcess::spawn(&f.config);
+    // An unchanged list renews the file's age (what the 90-day WARN and doctor read).
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(100 * 86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(&f.ranges)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
     let (code, out) = f.run(false).await;
     assert_eq!(
         (code, out.contains("unchanged, 22 ranges")),
         (0, true),
         "{out}"
     );
+    let age = std::fs::metadata(&f.ranges)
+        .unwrap()
+        .modified()
+        .unwrap()
+        .elapsed()
+        .unwrap();
+    assert!(age < std::time::Duration::from_secs(3600), "{age:?}");
     f.set(&format!("{V4}198.51.100.0/24\n"), V6);
     let (code, out) = f.run(false).await;
     assert_eq!(code, 0, "{out}");

@@ -159,7 +159,9 @@ pub fn load_ranges_file(path: &Path) -> Result<Vec<IpNet>, Vec<Problem>> {
             file: file.clone(),
             position: None,
             key: "trust.ranges_file".into(),
-            message: format!("cannot read the ranges file: {e}"),
+            message: format!(
+                "cannot read the ranges file: {e}; it replaces the built-in Cloudflare list, so create it first: origin-gate ranges update --config <this file>"
+            ),
         }]
     })?;
     let mut nets = Vec::new();

@@ -101,16 +101,18 @@ pub fn expiry_verdict(
     }
 }
 
-/// Where the freshest Cloudflare list in use came from, and its age in days: the built-in one
-/// (its copy date) or `trust.ranges_file` (its modification time, which `origin-gate ranges
-/// update` renews).
+/// Where the Cloudflare list in use came from, and its age in days: `trust.ranges_file` when one
+/// is configured and readable (its modification time, which `origin-gate ranges update` renews),
+/// else the built-in one (its copy date).
 pub fn list_in_use(now_unix: i64, file_mtime_unix: Option<i64>) -> (&'static str, i64) {
-    let builtin = cloudflare_list_age_days(now_unix);
+    // A configured ranges file replaces the built-in list, so its age is the one that matters
+    // (`ranges update` touches it when it finds the list unchanged).
     match file_mtime_unix {
-        Some(m) if (now_unix - m).div_euclid(86_400) < builtin => {
-            ("trust.ranges_file", (now_unix - m).div_euclid(86_400))
-        }
-        _ => ("built-in", builtin),
+        Some(m) => (
+            "trust.ranges_file",
+            (now_unix - m).div_euclid(86_400).max(0),
+        ),
+        None => ("built-in", cloudflare_list_age_days(now_unix)),
     }
 }
 

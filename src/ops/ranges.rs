@@ -266,6 +266,11 @@ pub async fn run(u: &Update) -> Result<Outcome, UpdateError> {
     let new: BTreeSet<IpNet> = v4.iter().chain(v6.iter()).copied().collect();
     let before = before(&u.file)?;
     if before.from_file && new == before.ranges {
+        // Confirmed current: the file's age (what doctor, check and /metrics report, and what
+        // the 90-day WARN reads) is the time since the list was last checked, not last changed.
+        if let Ok(f) = std::fs::File::options().write(true).open(&u.file) {
+            let _ = f.set_modified(std::time::SystemTime::now());
+        }
         return Ok(Outcome::Unchanged { ranges: new.len() });
     }
     let shrunk = shrinks(&before.ranges, &new);
