@@ -1,6 +1,8 @@
 //! `origin-gate doctor` against a healthy setup and against the classic broken ones: a looping
 //! backend, a backend that protects or redirects the challenge path, an expired certificate, a
-//! certificate without the www. name.
+//! certificate without the www. name; a configuration with many problems (doctor lists exactly
+//! what `check` lists); a port held by another origin-gate or another program (the ACME check
+//! is then never ✓); and which Cloudflare list the trusted ranges come from.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 mod common;
@@ -62,7 +64,10 @@ async fn setup(
 }
 
 async fn doctor(s: &Setup) -> (i32, String) {
-    let path = s.dir.path().join("og.toml");
+    doctor_at(s.dir.path().join("og.toml")).await
+}
+
+async fn doctor_at(path: std::path::PathBuf) -> (i32, String) {
     let out = tokio::task::spawn_blocking(move || {
         Command::new(binary())
             .arg("doctor")
@@ -77,6 +82,38 @@ async fn doctor(s: &Setup) -> (i32, String) {
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
     )
+}
+
+/// `origin-gate check`'s problem lines (its last line, the count, apart) and exit status.
+fn check_problems(path: &std::path::Path) -> (i32, Vec<String>, String) {
+    let out = Command::new(binary())
+        .arg("check")
+        .arg("--config")
+        .arg(path)
+        .output()
+        .unwrap();
+    let mut lines: Vec<String> = String::from_utf8(out.stderr)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let summary = lines.pop().unwrap_or_default();
+    (out.status.code().unwrap_or(-1), lines, summary)
+}
+
+/// doctor's ✗ lines, without the mark (each is followed by its `fix:` line).
+fn failures(out: &str) -> Vec<String> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix("✗ "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The one ACME line of doctor's checklist (not a `fix:` line that mentions the challenge).
+fn acme_line(out: &str) -> &str {
+    out.lines()
+        .find(|l| !l.starts_with(' ') && l.contains("ACME challenge"))
+        .unwrap_or_else(|| panic!("no ACME line: {out}"))
 }
 
 #[tokio::test]
@@ -104,9 +141,11 @@ async fn a_healthy_setup_passes_every_check() {
     );
     assert!(out.contains("✓ ACME challenge path through"), "{out}");
     assert!(
-        out.contains("trusted ranges (built-in Cloudflare list from 2026-11-24"),
+        out.contains("trusted ranges (the built-in Cloudflare list from 2026-11-24")
+            && out.contains("in use because no trust.ranges_file is configured"),
         "{out}"
     );
+    assert!(!out.contains("fallback"), "{out}");
     assert!(out.contains("all checks passed"), "{out}");
     assert!(!out.contains('✗'), "{out}");
 }
@@ -416,4 +455,215 @@ async fn doctor_leaves_a_clean_log_and_knows_who_answers() {
         "{out}"
     );
     drop(other);
+}
+
+/// The outside trial's config: `check` found 16 problems, doctor 10 and then said "1 problem to
+/// fix". doctor's configuration step is check's one-pass list, line for line — the self-loop,
+/// missing certificate and key files and htpasswd problems included — and its summary counts
+/// each one.
+#[tokio::test]
+async fn doctor_reports_exactly_the_problems_check_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    std::fs::write(
+        dir.path().join("htpasswd"),
+        "ok:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\nbob:secret\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let path = dir.path().join("many.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "server_names = \"example.com\"\n\
+             [listen]\nhttp = [\"127.0.0.1:{port}\"]\nhttps = [\"127.0.0.1:{}\"]\n\
+             [backend]\nurl = \"http://127.0.0.1:{port}\"\nurll = \"x\"\n\
+             [trust]\nextra = [\"10.0.0.0/33\"]\n\
+             [[tls.certs]]\ncert = \"missing.pem\"\nkey = \"missing-key.pem\"\n\
+             [[access]]\nprefix = \"/wp-admin/\"\nhtpasswd = \"htpasswd\"\n\
+             [[access]]\nprefix = \"/wp-login.php\"\nhtpasswd = \"nope\"\n",
+            free_port()
+        ),
+    )
+    .unwrap();
+    let (check_code, want, check_summary) = check_problems(&path);
+    assert_eq!(check_code, 1);
+    for key in [
+        "backend.url:",
+        "tls.certs[0].cert:",
+        "tls.certs[0].key:",
+        "access[0].htpasswd:",
+        "access[1].htpasswd:",
+    ] {
+        assert!(
+            want.iter().any(|l| l.contains(key)),
+            "check no longer reports {key}; pick another problem for this test: {want:#?}"
+        );
+    }
+    let (code, out) = doctor_at(path.clone()).await;
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(failures(&out), want, "{out}");
+    assert_eq!(
+        check_summary,
+        format!("{d}/many.toml: {} problems found", want.len())
+    );
+    assert!(
+        out.trim_end()
+            .ends_with(&format!("{} problems to fix", want.len())),
+        "{out}"
+    );
+    assert!(
+        !out.contains('✓'),
+        "nothing passes on a broken configuration: {out}"
+    );
+}
+
+/// First issuance: the certificate files do not exist yet. origin-gate starts without them and
+/// `check` lists them; doctor lists the same lines, with the fix that issues them, and still
+/// checks the ACME path the issuance depends on.
+#[tokio::test]
+async fn certificates_not_issued_yet_are_checks_problems_and_the_acme_path_is_still_checked() {
+    let s = setup(
+        BackendMode::Normal,
+        &["example.com", "www.example.com"],
+        80,
+        "",
+        false,
+    )
+    .await;
+    std::fs::remove_file(s.dir.path().join("fullchain.pem")).unwrap();
+    std::fs::remove_file(s.dir.path().join("privkey.pem")).unwrap();
+    let path = s.dir.path().join("og.toml");
+    let _gate = GateProcess::spawn(&path);
+    let (_, want, _) = check_problems(&path);
+    assert_eq!(want.len(), 2, "{want:#?}");
+    let (code, out) = doctor(&s).await;
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(failures(&out), want, "{out}");
+    assert!(
+        out.contains("fix: issue the certificate (certbot certonly"),
+        "{out}"
+    );
+    assert!(
+        acme_line(&out).starts_with("✓ ACME challenge path through"),
+        "{out}"
+    );
+    assert!(out.trim_end().ends_with("2 problems to fix"), "{out}");
+}
+
+/// Another program on the http port (the trial had python http.server there): whatever it
+/// answers says nothing about this configuration, so the ACME check is not ✓.
+#[tokio::test]
+async fn the_acme_check_is_not_a_pass_when_another_program_holds_the_port() {
+    let other = Backend::start_mode(BackendMode::Normal).await;
+    let backend = Backend::start_mode(BackendMode::Normal).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("og.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "server_names = [\"example.com\"]\n[listen]\nhttp = [\"{}\"]\nhttps = [\"127.0.0.1:{}\"]\n[backend]\nurl = \"{}\"\n",
+            other.addr,
+            free_port(),
+            backend.url()
+        ),
+    )
+    .unwrap();
+    let (code, out) = doctor_at(path).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!(
+            "✗ http listen address {} is taken by another program",
+            other.addr
+        )),
+        "{out}"
+    );
+    let line = acme_line(&out);
+    assert!(
+        line.starts_with(&format!(
+            "○ ACME challenge through {} not checked: another program",
+            other.addr
+        )),
+        "{out}"
+    );
+    assert!(
+        line.contains("not origin-gate with this configuration"),
+        "{line}"
+    );
+}
+
+/// Another instance — another configuration that does not serve example.com — on both ports:
+/// its 421 once came out as "✓ … answers 421 Misdirected Request". Now the ACME check is not ✓.
+#[tokio::test]
+async fn the_acme_check_is_not_a_pass_when_another_configuration_holds_the_port() {
+    let backend = Backend::start_mode(BackendMode::Normal).await;
+    let dir = tempfile::tempdir().unwrap();
+    let theirs = dir.path().join("other.toml");
+    std::fs::write(
+        &theirs,
+        format!(
+            "server_names = [\"other.example\"]\n[listen]\nhttp = [\"127.0.0.1:0\"]\nhttps = [\"127.0.0.1:0\"]\n[backend]\nurl = \"{}\"\n[log]\naccess = \"off\"\n",
+            backend.url()
+        ),
+    )
+    .unwrap();
+    let other = GateProcess::spawn(&theirs);
+    let ours = dir.path().join("og.toml");
+    std::fs::write(
+        &ours,
+        format!(
+            "server_names = [\"example.com\"]\n[listen]\nhttp = [\"{}\"]\nhttps = [\"{}\"]\n[backend]\nurl = \"{}\"\n",
+            other.http,
+            other.https.unwrap(),
+            backend.url()
+        ),
+    )
+    .unwrap();
+    let (code, out) = doctor_at(ours).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!(
+            "✗ http listen address {} is served by an origin-gate with another configuration",
+            other.http
+        )),
+        "{out}"
+    );
+    let line = acme_line(&out);
+    assert!(
+        line.starts_with(&format!(
+            "○ ACME challenge through {} not checked: an origin-gate with another configuration",
+            other.http
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("✓ ACME"), "{out}");
+}
+
+/// A configured trust.ranges_file replaces the built-in list: doctor names the file and its
+/// age, and says the built-in list is used only when no ranges_file is configured.
+#[tokio::test]
+async fn the_trusted_ranges_line_names_the_ranges_file_that_replaces_the_built_in_list() {
+    let s = setup(
+        BackendMode::Normal,
+        &["example.com", "www.example.com"],
+        80,
+        "[trust]\nranges_file = \"cloudflare-ranges.txt\"\nextra = [\"192.0.2.0/24\"]\n",
+        false,
+    )
+    .await;
+    let file = s.dir.path().join("cloudflare-ranges.txt");
+    std::fs::write(&file, "173.245.48.0/20\n103.21.244.0/22\n2400:cb00::/32\n").unwrap();
+    let (_, out) = doctor(&s).await;
+    let line = out
+        .lines()
+        .find(|l| l.contains("trusted ranges"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(
+        line,
+        format!(
+            "✓ 4 trusted ranges (the Cloudflare list in trust.ranges_file {}, 0 days old plus 1 from trust.extra; it replaces the built-in list, which is used only when no ranges_file is configured)",
+            file.display()
+        ),
+        "{out}"
+    );
 }

@@ -14,7 +14,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use crate::config::{AcmeMode, BackendTarget, Config};
+use crate::config::{AcmeMode, BackendTarget, Config, Problem};
 use crate::decide::access::{acme_redirect, AcmeHop, ACME_MAX_REDIRECTS};
 use crate::decide::pipeline::{decide, ConnContext, ACME_CHALLENGE_PREFIX};
 use crate::decide::trust::CLOUDFLARE_LIST_DATE;
@@ -32,6 +32,9 @@ pub enum Check {
     Warn(String),
     /// What is wrong, and the fix.
     Fail(String, String),
+    /// Not checked, and why: what it would have measured is not this configuration's
+    /// origin-gate (the reason is ✗ elsewhere in the list, so it is not counted twice).
+    Skipped(String),
 }
 
 impl fmt::Display for Check {
@@ -41,6 +44,7 @@ impl fmt::Display for Check {
             Check::Partial(m) => write!(f, "◐ {m}"),
             Check::Warn(m) => write!(f, "! {m}"),
             Check::Fail(m, fix) => write!(f, "✗ {m}\n    fix: {fix}"),
+            Check::Skipped(m) => write!(f, "○ {m}"),
         }
     }
 }
@@ -55,41 +59,10 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs every check for the configuration at `path`.
 pub async fn run(path: &Path) -> Vec<Check> {
-    let mut out = Vec::new();
-    let config = match Config::load(path) {
-        Ok(c) => c,
-        Err(e) => {
-            out.push(Check::Fail(
-                format!(
-                    "configuration {} has {} problem(s):\n    {}",
-                    path.display(),
-                    e.problems.len(),
-                    e.to_string().replace('\n', "\n    ")
-                ),
-                format!(
-                    "correct the lines above; `origin-gate check --config {}` lists them again",
-                    path.display()
-                ),
-            ));
-            return out;
-        }
+    let (mut out, loaded) = configuration(path);
+    let Some((config, runtime)) = loaded else {
+        return out;
     };
-    let runtime = match Runtime::build(config.clone(), None) {
-        Ok(r) => r,
-        Err(problems) => {
-            for p in problems {
-                out.push(Check::Fail(
-                    p.to_string(),
-                    "correct the file it names, then run doctor again".into(),
-                ));
-            }
-            return out;
-        }
-    };
-    out.push(Check::Pass(format!(
-        "configuration {} is valid",
-        config.source
-    )));
     out.extend(listeners(&config).await);
     out.extend(backend(&config, &runtime).await);
     out.extend(certificates(&config, &runtime));
@@ -97,6 +70,88 @@ pub async fn run(path: &Path) -> Vec<Check> {
     out.push(trusted_ranges(&config, &runtime));
     out.push(zone_proof(&config, &runtime));
     out
+}
+
+/// The configuration step is `check`'s own one-pass list (syntax, keys, values, the self-loop,
+/// certificate, htpasswd and other named files), one ✗ per problem so the summary counts what
+/// `check` counts. The rest of the checks run only when the sole problems are certificate files
+/// not issued yet: origin-gate starts without them (first issuance), and then the ACME path is
+/// exactly what the operator needs to see.
+fn configuration(path: &Path) -> (Vec<Check>, Option<(Config, Runtime)>) {
+    let problems = match crate::ops::check::run(path) {
+        Ok(_) => Vec::new(),
+        Err(problems) => problems,
+    };
+    let loaded = Config::load(path)
+        .ok()
+        .and_then(|c| Runtime::build(c.clone(), None).ok().map(|r| (c, r)));
+    let waiting = loaded
+        .as_ref()
+        .map(|(c, r)| not_issued_yet(c, r))
+        .unwrap_or_default();
+    let Some(problem_checks) = config_problems(path, &problems, &waiting) else {
+        return match loaded {
+            Some((config, runtime)) => (
+                vec![Check::Pass(format!(
+                    "configuration {} is valid",
+                    config.source
+                ))],
+                Some((config, runtime)),
+            ),
+            None => (
+                vec![Check::Fail(
+                    format!(
+                        "configuration {} changed while doctor was reading it",
+                        path.display()
+                    ),
+                    "run doctor again".into(),
+                )],
+                None,
+            ),
+        };
+    };
+    let only_waiting = problems.iter().all(|p| waiting.contains(p));
+    (problem_checks, loaded.filter(|_| only_waiting))
+}
+
+/// One ✗ per problem of `check`'s list, worded exactly as `check` words it; `None` when there
+/// are none. Certificate files not issued yet (`waiting`) get the issuance fix.
+fn config_problems(path: &Path, problems: &[Problem], waiting: &[Problem]) -> Option<Vec<Check>> {
+    if problems.is_empty() {
+        return None;
+    }
+    let fix = format!(
+        "correct it; `origin-gate check --config {}` lists the same problems",
+        path.display()
+    );
+    Some(
+        problems
+            .iter()
+            .map(|p| {
+                let fix = if waiting.contains(p) {
+                    "issue the certificate (certbot certonly --webroot ...): origin-gate starts without it, serves the ACME challenge already and picks the files up by itself".to_string()
+                } else {
+                    fix.clone()
+                };
+                Check::Fail(p.to_string(), fix)
+            })
+            .collect(),
+    )
+}
+
+/// The problems of certificates whose files do not exist yet, pointed at their configuration
+/// line the way `check` points them.
+fn not_issued_yet(config: &Config, runtime: &Runtime) -> Vec<Problem> {
+    let Some(store) = &runtime.certs else {
+        return Vec::new();
+    };
+    store
+        .current()
+        .pending
+        .iter()
+        .flat_map(|p| p.problems.iter().cloned())
+        .map(|p| config.locate(p))
+        .collect()
 }
 
 /// Is "from Cloudflare" also "from my zone"? The edge secret, an own AOP CA, or the warning.
@@ -159,11 +214,30 @@ fn https_probe_client() -> Result<HttpsProbe, String> {
         .build(connector))
 }
 
-/// Sends `req` and returns status, `Location`, `Server` and body.
+/// What a probe got back.
+struct Answer {
+    status: StatusCode,
+    location: Option<String>,
+    /// `X-Origin-Gate-Config`: the configuration fingerprint a running origin-gate adds to its
+    /// answer to a marked (`X-Origin-Gate-Doctor`) probe from loopback.
+    fingerprint: Option<String>,
+    server: Option<String>,
+    body: Bytes,
+}
+
+impl Answer {
+    /// Who answered, judged by the fingerprint: an answer says something about this
+    /// configuration only when this configuration's origin-gate gave it.
+    fn owner(&self, config: &Config) -> Owner {
+        owner_of(self.fingerprint.as_deref(), self.server.as_deref(), config)
+    }
+}
+
+/// Sends `req` and reads the whole answer.
 async fn fetch<C>(
     client: &Client<C, Empty<Bytes>>,
     req: Request<Empty<Bytes>>,
-) -> Result<(StatusCode, Option<String>, Option<String>, Bytes), String>
+) -> Result<Answer, String>
 where
     C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
 {
@@ -172,24 +246,31 @@ where
         .map_err(|_| format!("no answer within {TIMEOUT:?}"))?
         .map_err(|e| crate::serve::upstream::error_chain(&e))?;
     let status = resp.status();
-    let header = |name| {
+    let header = |name: &str| {
         resp.headers()
             .get(name)
-            .and_then(|v: &http::HeaderValue| v.to_str().ok())
+            .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
-    let location = header(http::header::LOCATION);
-    let server = header(http::header::SERVER);
+    let location = header(http::header::LOCATION.as_str());
+    let server = header(http::header::SERVER.as_str());
+    let fingerprint = header(crate::observe::diag::CONFIG_HEADER);
     let body = tokio::time::timeout(TIMEOUT, resp.into_body().collect())
         .await
         .map_err(|_| "the body did not arrive in time".to_string())?
         .map_err(|e| e.to_string())?
         .to_bytes();
-    Ok((status, location, server, body))
+    Ok(Answer {
+        status,
+        location,
+        fingerprint,
+        server,
+        body,
+    })
 }
 
-/// Each listen address must be bindable now, or already served by a running origin-gate.
 /// Who answers on a listen address that is in use.
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Owner {
     /// origin-gate running this very configuration.
     This,
@@ -198,6 +279,27 @@ enum Owner {
     OtherConfig(String),
     /// Something that is not origin-gate (or an origin-gate too old to say).
     Other(String),
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Owner::This => f.write_str("origin-gate with this configuration"),
+            Owner::OtherConfig(fp) => write!(
+                f,
+                "an origin-gate with another configuration (fingerprint {fp})"
+            ),
+            Owner::Other(who) => write!(f, "another program ({who})"),
+        }
+    }
+}
+
+fn owner_of(fingerprint: Option<&str>, server: Option<&str>, config: &Config) -> Owner {
+    match fingerprint {
+        Some(f) if f == config.fingerprint() => Owner::This,
+        Some(f) => Owner::OtherConfig(f.to_string()),
+        None => Owner::Other(server.unwrap_or("no Server header").to_string()),
+    }
 }
 
 /// Asks the listener with a marked probe (`X-Origin-Gate-Doctor`, honoured from loopback only,
@@ -216,19 +318,16 @@ async fn owner(client: &HttpsProbe, addr: SocketAddr, scheme: Scheme, config: &C
         Ok(Err(e)) => return Owner::Other(crate::serve::upstream::error_chain(&e)),
         Err(_) => return Owner::Other(format!("no answer within {TIMEOUT:?}")),
     };
-    let header = |name: &str| {
-        resp.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    match header(crate::observe::diag::CONFIG_HEADER) {
-        Some(f) if f == config.fingerprint() => Owner::This,
-        Some(f) => Owner::OtherConfig(f),
-        None => Owner::Other(header("server").unwrap_or_else(|| "no Server header".into())),
-    }
+    let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok());
+    owner_of(
+        header(crate::observe::diag::CONFIG_HEADER),
+        header("server"),
+        config,
+    )
 }
 
+/// Each listen address must be bindable now, or already served by this configuration's
+/// origin-gate.
 async fn listeners(config: &Config) -> Vec<Check> {
     let client = match https_probe_client() {
         Ok(c) => c,
@@ -258,12 +357,12 @@ async fn listeners(config: &Config) -> Vec<Check> {
                     Owner::This => out.push(Check::Pass(format!(
                         "{scheme} listen address {addr} is served by origin-gate with this configuration"
                     ))),
-                    Owner::OtherConfig(f) => out.push(Check::Fail(
-                        format!("{scheme} listen address {addr} is served by an origin-gate with another configuration (fingerprint {f}, this file is {})", config.fingerprint()),
+                    o @ Owner::OtherConfig(_) => out.push(Check::Fail(
+                        format!("{scheme} listen address {addr} is served by {o} — this file's fingerprint is {}", config.fingerprint()),
                         format!("another instance holds the port, or this file changed since it started: reload it (systemctl reload origin-gate) or stop the other one (`ss -ltnp 'sport = :{port}'`)"),
                     )),
-                    Owner::Other(who) => out.push(Check::Fail(
-                        format!("{scheme} listen address {addr} is taken by another program ({who})"),
+                    o @ Owner::Other(_) => out.push(Check::Fail(
+                        format!("{scheme} listen address {addr} is taken by {o}"),
                         format!("stop it (`ss -ltnp 'sport = :{port}'` shows which; often apache2 or nginx still on the public port) or move it to 127.0.0.1:8080 behind origin-gate"),
                     )),
                 }
@@ -349,7 +448,9 @@ async fn backend(config: &Config, runtime: &Runtime) -> Vec<Check> {
                 ));
                 return out;
             }
-            Ok((status, location, _, _)) => {
+            Ok(Answer {
+                status, location, ..
+            }) => {
                 let loops = location.as_deref().is_some_and(|l| {
                     l.starts_with("http://")
                         || crate::observe::diag::is_self_redirect(l, "https", &host, path)
@@ -393,12 +494,7 @@ fn certificates(config: &Config, runtime: &Runtime) -> Vec<Check> {
         return out;
     };
     let set = store.current();
-    for p in &set.pending {
-        out.push(Check::Fail(
-            format!("certificate {} does not exist yet", p.spec.cert.display()),
-            "issue it (certbot certonly --webroot ...): origin-gate serves the ACME challenge already and picks the files up by itself".into(),
-        ));
-    }
+    // Files not issued yet are ✗ in the configuration step, with the issuance fix.
     if set.entries.is_empty() && set.pending.is_empty() && !config.listen.https.is_empty() {
         out.push(Check::Warn(
             "no [[tls.certs]]: TLS uses a self-signed certificate — fine for Cloudflare \"Full\", error 526 in \"Full (strict)\"".into(),
@@ -468,8 +564,11 @@ fn certificates(config: &Config, runtime: &Runtime) -> Vec<Check> {
     out
 }
 
-/// Through origin-gate's own HTTP listener a challenge must get the real answer, never
-/// 401/403/3xx. With `acme.webroot` a temporary token file is written and read back.
+/// Through origin-gate's own HTTP listener a challenge must get the real answer: 404 for a
+/// token that does not exist (or 200), never 401/403, another error, or a redirect the CA will
+/// not follow. With `acme.webroot` a temporary token file is written and read back. Only
+/// answers from this configuration's origin-gate count: anything else on the port says nothing
+/// about this file.
 async fn acme(config: &Config) -> Vec<Check> {
     let Some(listener) = config.listen.http.first().copied() else {
         return vec![Check::Warn(
@@ -517,11 +616,30 @@ async fn acme(config: &Config) -> Vec<Check> {
     if let Some(file) = &written {
         let _ = std::fs::remove_file(file);
     }
-    let check = match result {
+    let expected = written.is_some().then_some(token.as_bytes());
+    vec![acme_verdict(listener, &config.acme, expected, result)]
+}
+
+/// Judges where a challenge fetch ended. `expected` is the test token's content when one was
+/// written to `acme.webroot`.
+fn acme_verdict(
+    listener: SocketAddr,
+    mode: &AcmeMode,
+    expected: Option<&[u8]>,
+    result: Result<Followed, String>,
+) -> Check {
+    match result {
         Err(e) => Check::Fail(
             format!("ACME challenge through {listener}: {e}"),
             "start origin-gate (systemctl start origin-gate); HTTP-01 validation needs it on port 80".into(),
         ),
+        Ok(Followed::NotThis { chain, owner, .. }) if chain.is_empty() => Check::Skipped(format!(
+            "ACME challenge through {listener} not checked: {owner} answers there, not origin-gate with this configuration, so its answer says nothing about this file (see the listen address line above; fix that, then run doctor again)"
+        )),
+        Ok(Followed::NotThis { chain, addr, owner }) => Check::Skipped(format!(
+            "ACME challenge through {listener} not checked past {}: the redirect leads to {addr}, where {owner} answers, not origin-gate with this configuration (see the listen address line above; fix that, then run doctor again)",
+            chain.join(" → ")
+        )),
         Ok(Followed::Broken { chain, rule }) => Check::Fail(
             format!("ACME challenge through {listener} was redirected to {}: {rule}; certificate renewals will fail", chain.join(" → ")),
             "exempt /.well-known/acme-challenge/ from the redirect (a site-wide .htaccess rewrite?), or set acme.webroot so origin-gate answers from disk".into(),
@@ -530,7 +648,7 @@ async fn acme(config: &Config) -> Vec<Check> {
             "ACME challenge through {listener} is redirected to {}, another server: Let's Encrypt follows it (up to {ACME_MAX_REDIRECTS} redirects, http/https on ports 80 and 443, certificates not checked), so renewals work if that server has the token; hosting panels' own pre-checks often do not follow redirects",
             chain.join(" → ")
         )),
-        Ok(Followed::Answered { chain, status, body }) => {
+        Ok(Followed::Answered { chain, host, status, body }) => {
             let via = if chain.is_empty() {
                 String::new()
             } else {
@@ -541,27 +659,70 @@ async fn acme(config: &Config) -> Vec<Check> {
                     format!("ACME challenge through {listener} got {status}{via}: certificate renewals will fail"),
                     "the backend protects /.well-known/acme-challenge/: exempt it in its auth config, or set acme.webroot so origin-gate answers from disk".into(),
                 )
-            } else if written.is_some() && (status != StatusCode::OK || body != token.as_bytes()) {
-                Check::Fail(format!("ACME challenge through {listener}: the token written to acme.webroot came back as {status}{via}"), "check acme.webroot points at the directory certbot --webroot -w uses".into())
-            } else if written.is_some() {
-                Check::Pass(format!("ACME challenge path through {listener} answers 200 OK with the test token written to acme.webroot{via}"))
+            } else if let Some(token) = expected {
+                if status == StatusCode::OK && body == token {
+                    Check::Pass(format!("ACME challenge path through {listener} answers 200 OK with the test token written to acme.webroot{via}"))
+                } else {
+                    Check::Fail(format!("ACME challenge through {listener}: the token written to acme.webroot came back as {status}{via}"), "check acme.webroot points at the directory certbot --webroot -w uses".into())
+                }
+            } else if status.is_server_error() || (status.is_client_error() && status != StatusCode::NOT_FOUND) {
+                failure_status(listener, mode, &host, status, &via)
             } else if chain.is_empty() {
-                Check::Pass(format!("ACME challenge path through {listener} answers {status} (never 401/403/3xx)"))
+                Check::Pass(format!("ACME challenge path through {listener} answers {status} for a made-up token, from origin-gate with this configuration (no password, no redirect, no refusal)"))
             } else {
                 Check::Partial(format!(
                     "ACME challenge through {listener} answers {status}{via}: Let's Encrypt follows these redirects (up to {ACME_MAX_REDIRECTS}, http/https on ports 80 and 443, certificates not checked), but hosting panels' own pre-checks often do not; exempting /.well-known/acme-challenge/ from the redirect is safest"
                 ))
             }
         }
+    }
+}
+
+/// A final answer that is an error other than the expected 404 for a made-up token: the
+/// certificate authority gets the same, and the validation fails (RFC 8555 §8.3 wants a 200
+/// with the key authorization).
+fn failure_status(
+    listener: SocketAddr,
+    mode: &AcmeMode,
+    host: &str,
+    status: StatusCode,
+    via: &str,
+) -> Check {
+    let gateway = matches!(
+        status,
+        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
+    );
+    if let (AcmeMode::Backend(responder), true) = (mode, gateway) {
+        // certbot --standalone listens only while it renews: between renewals nothing answers.
+        return Check::Warn(format!(
+            "ACME challenge through {listener} answers {status}{via}: the responder at acme.backend {responder} is not answering now — fine if it runs only during a renewal (certbot --standalone --http-01-port …), otherwise renewals fail; `certbot renew --dry-run` proves it"
+        ));
+    }
+    let message = format!(
+        "ACME challenge through {listener} got {status}{via}: the certificate authority's fetch gets the same, so certificate renewals will fail"
+    );
+    let fix = if status == StatusCode::MISDIRECTED_REQUEST {
+        format!("origin-gate does not serve the host name {host}: add it to server_names (every name a certificate is issued for, the www./apex twin included)")
+    } else {
+        match mode {
+            AcmeMode::Backend(responder) => format!(
+                "the ACME responder at acme.backend {responder} answers {status}: read its log, or set acme.webroot so origin-gate answers challenges from disk"
+            ),
+            _ if gateway => "the backend did not answer the challenge: start the WordPress web server (apache2/nginx + php-fpm), or set acme.webroot so origin-gate answers challenges from disk".to_string(),
+            _ => format!(
+                "the backend answers /.well-known/acme-challenge/ with {status} (a security plugin or rewrite rule?): exempt that path, or set acme.webroot so origin-gate answers challenges from disk"
+            ),
+        }
     };
-    vec![check]
+    Check::Fail(message, fix)
 }
 
 /// Where a challenge fetch ended when followed like the CA follows it.
 enum Followed {
-    /// A final answer from this origin-gate (after `chain` redirects, possibly none).
+    /// A final answer from this origin-gate (after `chain` redirects, possibly none) for `host`.
     Answered {
         chain: Vec<String>,
+        host: String,
         status: StatusCode,
         body: Bytes,
     },
@@ -569,11 +730,18 @@ enum Followed {
     Elsewhere { chain: Vec<String> },
     /// A redirect the CA will not follow.
     Broken { chain: Vec<String>, rule: String },
+    /// Something other than this configuration's origin-gate answered at `addr` (after `chain`).
+    NotThis {
+        chain: Vec<String>,
+        addr: SocketAddr,
+        owner: Owner,
+    },
 }
 
 /// Fetches the challenge through this origin-gate's own listeners and follows redirects the way
 /// Let's Encrypt does (`access::acme_redirect`): hops to a host this configuration serves go to
-/// the matching local listener; a hop elsewhere is reported, not fetched.
+/// the matching local listener; a hop elsewhere is reported, not fetched. Each answer must carry
+/// this configuration's fingerprint; the first that does not ends the walk.
 async fn follow_challenge(
     config: &Config,
     client: &HttpsProbe,
@@ -605,15 +773,20 @@ async fn follow_challenge(
             .header(crate::observe::diag::DOCTOR_HEADER, "acme")
             .body(Empty::new())
             .map_err(|e| e.to_string())?;
-        let (status, location, _, body) = fetch(client, req).await?;
-        if !status.is_redirection() {
+        let answer = fetch(client, req).await?;
+        let owner = answer.owner(config);
+        if owner != Owner::This {
+            return Ok(Followed::NotThis { chain, addr, owner });
+        }
+        if !answer.status.is_redirection() {
             return Ok(Followed::Answered {
                 chain,
-                status,
-                body,
+                host: hop.host,
+                status: answer.status,
+                body: answer.body,
             });
         }
-        let location = location.unwrap_or_default();
+        let location = answer.location.unwrap_or_default();
         chain.push(location.clone());
         hop = match acme_redirect(&hop, &location) {
             Ok(next) => next,
@@ -627,25 +800,277 @@ async fn follow_challenge(
     Ok(Followed::Broken { chain, rule })
 }
 
+/// Which list the trusted ranges come from, and how old it is. The set is `trust.ranges_file`
+/// when one is configured (it replaces the built-in list, whatever `trust.cloudflare` says), else
+/// the built-in Cloudflare list when `trust.cloudflare` is on, plus `trust.extra` either way.
 fn trusted_ranges(config: &Config, runtime: &Runtime) -> Check {
-    let count = runtime.pipeline.trusted.len();
-    if !config.trust.cloudflare {
-        return Check::Warn(format!("{count} trusted ranges; the built-in Cloudflare list is off (trust.cloudflare = false)"));
-    }
-    let mtime = crate::observe::health::ranges_file_mtime(config.trust.ranges_file.as_deref());
-    let (source, age) = crate::observe::health::list_in_use(now_unix(), mtime);
-    match crate::observe::health::list_age_verdict(now_unix(), mtime) {
-        Some((tracing::Level::ERROR, message)) => Check::Fail(
-            message,
-            "refresh the list: origin-gate ranges update, or upgrade origin-gate".into(),
-        ),
-        Some((_, message)) => Check::Warn(message),
-        None if source == "built-in" => Check::Pass(format!("{count} trusted ranges (built-in Cloudflare list from {CLOUDFLARE_LIST_DATE}, {age} days old)")),
-        None => Check::Pass(format!("{count} trusted ranges (Cloudflare list from trust.ranges_file, {age} days old; built-in list from {CLOUDFLARE_LIST_DATE} as the fallback)")),
+    let now = now_unix();
+    ranges_verdict(
+        runtime.pipeline.trusted.len(),
+        config.trust.extra.len(),
+        config.trust.ranges_file.as_deref(),
+        config.trust.cloudflare,
+        now,
+        crate::observe::health::ranges_file_mtime(config.trust.ranges_file.as_deref()),
+    )
+}
+
+/// The wording of [`trusted_ranges`], apart from the file system.
+fn ranges_verdict(
+    count: usize,
+    extra: usize,
+    ranges_file: Option<&Path>,
+    cloudflare: bool,
+    now: i64,
+    mtime: Option<i64>,
+) -> Check {
+    let plus_extra = if extra > 0 {
+        format!(" plus {extra} from trust.extra")
+    } else {
+        String::new()
+    };
+    let (list, verdict, fix) = match ranges_file {
+        Some(file) => {
+            let age = match mtime {
+                Some(_) => format!(
+                    "{} days old",
+                    crate::observe::health::list_in_use(now, mtime).1
+                ),
+                None => "age unknown".to_string(),
+            };
+            (
+                format!("the Cloudflare list in trust.ranges_file {}, {age}{plus_extra}; it replaces the built-in list, which is used only when no ranges_file is configured", file.display()),
+                // Without the file's age, `list_age_verdict` would judge the built-in list.
+                mtime.and_then(|_| crate::observe::health::list_age_verdict(now, mtime)),
+                "refresh it: origin-gate ranges update (deploy/systemd/origin-gate-ranges.timer runs it weekly)",
+            )
+        }
+        None if cloudflare => {
+            let (_, age) = crate::observe::health::list_in_use(now, None);
+            (
+                format!("the built-in Cloudflare list from {CLOUDFLARE_LIST_DATE}, {age} days old{plus_extra}; in use because no trust.ranges_file is configured"),
+                crate::observe::health::list_age_verdict(now, None),
+                "set trust.ranges_file and run origin-gate ranges update, or upgrade origin-gate",
+            )
+        }
+        None => {
+            return Check::Warn(format!(
+                "{count} trusted ranges, all from trust.extra: no Cloudflare list is in use (trust.cloudflare = false and no trust.ranges_file)"
+            ))
+        }
+    };
+    let line = format!("{count} trusted ranges ({list})");
+    match verdict {
+        Some((tracing::Level::ERROR, message)) => {
+            Check::Fail(format!("{line}: {message}"), fix.into())
+        }
+        Some((_, message)) => Check::Warn(format!("{line}: {message}")),
+        None => Check::Pass(line),
     }
 }
 
 /// For `main`: where the config is when no `--config` was given.
 pub fn default_config_path() -> &'static Path {
     Path::new("/etc/origin-gate/origin-gate.toml")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LISTENER: SocketAddr = SocketAddr::new(
+        std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1)),
+        80,
+    );
+
+    fn answered(status: StatusCode) -> Result<Followed, String> {
+        Ok(Followed::Answered {
+            chain: Vec::new(),
+            host: "example.com".into(),
+            status,
+            body: Bytes::from_static(b"Not found."),
+        })
+    }
+
+    #[test]
+    fn a_missing_token_answered_404_or_200_by_this_origin_gate_passes() {
+        for status in [StatusCode::NOT_FOUND, StatusCode::OK] {
+            let check = acme_verdict(LISTENER, &AcmeMode::Proxy, None, answered(status));
+            assert!(matches!(check, Check::Pass(_)), "{check}");
+        }
+    }
+
+    /// 421 is what an origin-gate that does not serve the host answers: the CA's fetch fails.
+    #[test]
+    fn a_421_challenge_answer_fails_with_the_server_names_fix() {
+        let check = acme_verdict(
+            LISTENER,
+            &AcmeMode::Proxy,
+            None,
+            answered(StatusCode::MISDIRECTED_REQUEST),
+        );
+        let Check::Fail(message, fix) = &check else {
+            panic!("not ✗: {check}");
+        };
+        assert!(
+            message.contains("got 421 Misdirected Request")
+                && message.contains("renewals will fail"),
+            "{message}"
+        );
+        assert!(
+            fix.contains("example.com") && fix.contains("server_names"),
+            "{fix}"
+        );
+    }
+
+    #[test]
+    fn other_client_and_server_errors_fail() {
+        for status in [
+            StatusCode::BAD_REQUEST,
+            StatusCode::GONE,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::BAD_GATEWAY,
+            StatusCode::SERVICE_UNAVAILABLE,
+        ] {
+            let check = acme_verdict(LISTENER, &AcmeMode::Proxy, None, answered(status));
+            assert!(check.failed(), "{status}: {check}");
+            assert!(check.to_string().contains("acme.webroot"), "{check}");
+        }
+    }
+
+    /// certbot --standalone behind acme.backend listens only while it renews.
+    #[test]
+    fn an_acme_backend_that_is_down_between_renewals_is_a_warning() {
+        let mode = AcmeMode::Backend(Uri::from_static("http://127.0.0.1:8402"));
+        let check = acme_verdict(LISTENER, &mode, None, answered(StatusCode::BAD_GATEWAY));
+        assert!(matches!(check, Check::Warn(_)), "{check}");
+        let check = acme_verdict(LISTENER, &mode, None, answered(StatusCode::FORBIDDEN));
+        assert!(check.failed(), "{check}");
+    }
+
+    #[test]
+    fn an_answer_from_anything_but_this_origin_gate_is_never_a_pass() {
+        for owner in [
+            Owner::Other("SimpleHTTP/0.6 Python/3.11.7".into()),
+            Owner::OtherConfig("0123456789abcdef".into()),
+        ] {
+            for chain in [
+                Vec::new(),
+                vec!["https://example.com/.well-known/acme-challenge/x".to_string()],
+            ] {
+                let check = acme_verdict(
+                    LISTENER,
+                    &AcmeMode::Proxy,
+                    None,
+                    Ok(Followed::NotThis {
+                        chain,
+                        addr: LISTENER,
+                        owner: owner.clone(),
+                    }),
+                );
+                let Check::Skipped(message) = &check else {
+                    panic!("not skipped: {check}");
+                };
+                assert!(
+                    message.contains("not checked") && message.contains(&owner.to_string()),
+                    "{message}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn owner_is_judged_by_the_fingerprint() {
+        let config = Config::parse(
+            "[backend]\nurl = \"http://127.0.0.1:8080\"\n",
+            crate::config::Source::Embedded,
+        );
+        let Ok(config) = config else {
+            panic!("test config invalid");
+        };
+        let mine = config.fingerprint();
+        assert_eq!(owner_of(Some(&mine), None, &config), Owner::This);
+        assert_eq!(
+            owner_of(Some("ffffffffffffffff"), Some("origin-gate"), &config),
+            Owner::OtherConfig("ffffffffffffffff".into())
+        );
+        assert_eq!(
+            owner_of(None, Some("SimpleHTTP/0.6"), &config),
+            Owner::Other("SimpleHTTP/0.6".into())
+        );
+    }
+
+    /// Unix time `days` after the built-in list's date.
+    fn after_list(days: i64) -> i64 {
+        (days - crate::decide::trust::cloudflare_list_age_days(0)) * 86_400
+    }
+
+    #[test]
+    fn the_built_in_list_is_named_as_in_use_only_without_a_ranges_file() {
+        let now = after_list(10);
+        let check = ranges_verdict(24, 1, None, true, now, None);
+        let Check::Pass(line) = &check else {
+            panic!("{check}");
+        };
+        assert!(
+            line.contains(&format!("built-in Cloudflare list from {CLOUDFLARE_LIST_DATE}, 10 days old plus 1 from trust.extra"))
+                && line.contains("in use because no trust.ranges_file is configured"),
+            "{line}"
+        );
+    }
+
+    /// A configured ranges file replaces the built-in list (even with trust.cloudflare off); the
+    /// built-in one is no fallback.
+    #[test]
+    fn a_ranges_file_is_named_as_replacing_the_built_in_list() {
+        let now = after_list(30);
+        let file = Path::new("/etc/origin-gate/cloudflare-ranges.txt");
+        for cloudflare in [true, false] {
+            let check = ranges_verdict(22, 0, Some(file), cloudflare, now, Some(now - 2 * 86_400));
+            let Check::Pass(line) = &check else {
+                panic!("{check}");
+            };
+            assert!(
+                line.contains("the Cloudflare list in trust.ranges_file /etc/origin-gate/cloudflare-ranges.txt, 2 days old")
+                    && line.contains("replaces the built-in list, which is used only when no ranges_file is configured")
+                    && !line.contains("fallback"),
+                "{line}"
+            );
+        }
+    }
+
+    /// The age that counts is the file's (`ranges update` renews it), not the built-in list's.
+    #[test]
+    fn an_old_ranges_file_is_judged_by_its_own_age() {
+        let now = after_list(30);
+        let file = Path::new("/etc/origin-gate/cloudflare-ranges.txt");
+        let check = ranges_verdict(22, 0, Some(file), true, now, Some(now - 120 * 86_400));
+        let Check::Warn(line) = &check else {
+            panic!("{check}");
+        };
+        assert!(
+            line.contains("trust.ranges_file /etc/origin-gate/cloudflare-ranges.txt, 120 days old")
+                && line.contains("origin-gate ranges update"),
+            "{line}"
+        );
+        let check = ranges_verdict(22, 0, Some(file), true, now, Some(now - 500 * 86_400));
+        let Check::Fail(message, fix) = &check else {
+            panic!("not ✗: {check}");
+        };
+        assert!(message.contains("500 days old"), "{message}");
+        assert!(
+            fix.contains("origin-gate ranges update") && !fix.contains("upgrade"),
+            "the file replaces the built-in list, so upgrading does not help: {fix}"
+        );
+    }
+
+    #[test]
+    fn without_any_cloudflare_list_only_extra_is_trusted() {
+        let check = ranges_verdict(1, 1, None, false, after_list(0), None);
+        let Check::Warn(line) = &check else {
+            panic!("{check}");
+        };
+        assert!(line.contains("no Cloudflare list is in use"), "{line}");
+    }
 }
