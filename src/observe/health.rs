@@ -133,7 +133,11 @@ pub fn list_age_verdict(
     file_mtime_unix: Option<i64>,
 ) -> Option<(tracing::Level, String)> {
     let (source, age) = list_in_use(now_unix, file_mtime_unix);
-    let fix = "run `origin-gate ranges update` (with trust.ranges_file set; deploy/systemd/origin-gate-ranges.timer runs it weekly), or upgrade origin-gate";
+    let fix = if source == "built-in" {
+        "run `origin-gate ranges update` (with trust.ranges_file set; deploy/systemd/origin-gate-ranges.timer runs it weekly), or upgrade origin-gate"
+    } else {
+        "run `origin-gate ranges update` (deploy/systemd/origin-gate-ranges.timer runs it weekly; is the timer enabled and passing?)"
+    };
     let level = if age > 365 {
         tracing::Level::ERROR
     } else if age > 90 {
