@@ -73,7 +73,10 @@ async fn a_burst_gets_exactly_burst_answers_then_429_and_other_visitors_are_unaf
     let page = burst(U, gate.http, "GET", "/wp-login.php", &[], 1).await;
     assert_eq!(page[0].status, 200);
     // PATH_INFO and case spellings of the same file count against the same bucket.
+    // Appending a REST route does not move a login into another rule's bucket.
     for path in [
+        "/wp-login.php?rest_route=/wp/v2/users",
+        "/wp-login.php/index.php/wp-json/wp/v2/users",
         "/wp-login.php/x",
         "/WP-LOGIN.PHP",
         "//wp-login.php",
@@ -106,9 +109,33 @@ async fn visitors_behind_one_edge_address_are_limited_apart() {
     let next64 = [("cf-connecting-ip", "2001:db8:1:3::1")];
     let answers = burst(T, gate.http, "POST", "/wp-login.php", &next64, 1).await;
     assert_eq!(statuses(&answers), [200]);
-    // The edge itself, naming no visitor, is never limited (its address is everybody's).
-    let answers = burst(T, gate.http, "POST", "/wp-login.php", &[], 10).await;
-    assert_eq!(statuses(&answers), [200; 10]);
+    // The edge naming no believable visitor is counted under its own address (one bucket for
+    // all such requests, not a way around the limit), and real visitors keep theirs.
+    let answers = burst(T, gate.http, "POST", "/wp-login.php", &[], 4).await;
+    assert_eq!(statuses(&answers), [200; 4]);
+    for odd in [
+        "garbage",
+        "203.0.113.9:443",
+        "203.0.113.9, 203.0.113.10",
+        "127.0.0.2",
+    ] {
+        let answers = burst(
+            T,
+            gate.http,
+            "POST",
+            "/wp-login.php",
+            &[("cf-connecting-ip", odd)],
+            1,
+        )
+        .await;
+        let expected: &[u16] = if odd == "garbage" { &[200] } else { &[429] };
+        assert_eq!(statuses(&answers), expected, "{odd}");
+    }
+    let c = [("cf-connecting-ip", "203.0.113.3")];
+    assert_eq!(
+        statuses(&burst(T, gate.http, "POST", "/wp-login.php", &c, 1).await),
+        [200]
+    );
 }
 
 #[tokio::test]
@@ -171,6 +198,10 @@ async fn rest_api_spellings_and_method_overrides_share_the_rule() {
             "/wp-json/wp/v2/users",
             &[("x-http-method-override", "GET")],
         ),
+        ("GET", "/?rest_route%00=/wp/v2/users", &[]),
+        ("POST", "/wp-json/wp/v2/users?_method%00=GET", &[]),
+        ("GET", "/wp-blog-header.php/wp-json/wp/v2/users", &[]),
+        ("GET", "/wp-trackback.php/wp-json/wp/v2/users", &[]),
     ] {
         let got = burst(U, gate.http, method, target, headers, 1).await;
         assert_eq!(statuses(&got), [429], "{method} {target} {headers:?}");
@@ -190,10 +221,16 @@ async fn a_reload_with_a_changed_rule_applies_to_new_requests() {
         backend.url(),
         trust_local_edge("")
     );
-    let strict = format!("{base}[[limits.rate]]\nprefix = \"/xmlrpc.php\"\nper_ip = \"1/h\"\n");
+    let login = "[[limits.rate]]\nprefix = \"/wp-login.php\"\nper_ip = \"1/h\"\n";
+    let strict =
+        format!("{base}{login}[[limits.rate]]\nprefix = \"/xmlrpc.php\"\nper_ip = \"1/h\"\n");
     let gate = Gate::start_in(dir, &strict).await;
     assert_eq!(
         statuses(&burst(U, gate.http, "POST", "/xmlrpc.php", &[], 2).await),
+        [200, 429]
+    );
+    assert_eq!(
+        statuses(&burst(U, gate.http, "POST", "/wp-login.php", &[], 2).await),
         [200, 429]
     );
     // Same rules re-read: the buckets are kept (a reload is no fresh burst for a guesser).
@@ -204,12 +241,17 @@ async fn a_reload_with_a_changed_rule_applies_to_new_requests() {
         [429]
     );
     // A looser rule applies to the next request.
-    let loose = format!("{base}[[limits.rate]]\nprefix = \"/xmlrpc.php\"\nper_ip = \"1/h\"\nburst = 3\n[log]\naccess = \"off\"\n");
+    let loose = format!("{base}{login}[[limits.rate]]\nprefix = \"/xmlrpc.php\"\nper_ip = \"1/h\"\nburst = 3\n[log]\naccess = \"off\"\n");
     std::fs::write(&path, loose).unwrap();
     gate.reloader.reload_config().await;
     assert_eq!(
         statuses(&burst(U, gate.http, "POST", "/xmlrpc.php", &[], 4).await),
         [200, 200, 200, 429]
+    );
+    // … while the unchanged login rule kept its buckets through that reload.
+    assert_eq!(
+        statuses(&burst(U, gate.http, "POST", "/wp-login.php", &[], 1).await),
+        [429]
     );
     // And a rule removed limits nothing.
     std::fs::write(&path, format!("{base}[log]\naccess = \"off\"\n")).unwrap();
@@ -320,7 +362,7 @@ async fn flood(gate: SocketAddr, from: u64, n: u64) {
 }
 
 #[test]
-fn a_flood_of_distinct_ipv6_visitors_stays_within_the_table() {
+fn a_flood_of_new_ipv6_visitors_stays_within_the_table_and_frees_no_guesser() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("og.toml");
@@ -329,22 +371,23 @@ fn a_flood_of_distinct_ipv6_visitors_stays_within_the_table() {
     std::fs::write(
         &path,
         format!(
-            "[listen]\nhttp = [\"127.0.0.1:0\"]\nhttps = []\n[backend]\nurl = \"http://127.0.0.1:9\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[log]\naccess = \"off\"\n[[access]]\nprefix = \"/wp-login.php\"\ndeny = [\"::/0\"]\n{}",
+            "[listen]\nhttp = [\"127.0.0.1:0\"]\nhttps = []\n[backend]\nurl = \"http://127.0.0.1:9\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[log]\naccess = \"off\"\n[[access]]\nprefix = \"/wp-login.php\"\ndeny = [\"0.0.0.0/0\", \"::/0\"]\n{}",
             trust_local_edge(LOGIN_RULE)
         ),
     )
     .unwrap();
     let gate = GateProcess::spawn(&path);
-    let keys = |rt: &tokio::runtime::Runtime| -> u64 {
+    let metric = |rt: &tokio::runtime::Runtime, name: &str| -> u64 {
         let m = rt.block_on(get("127.0.0.1", gate.admin.unwrap(), "/metrics", &[]));
         let text = String::from_utf8_lossy(&m.body).into_owned();
         text.lines()
-            .find_map(|l| l.strip_prefix("origin_gate_rate_limit_keys "))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
+            .find_map(|l| l.strip_prefix(name))
+            .map_or(0, |v| v.trim().parse().unwrap())
     };
+    // A guesser spends its burst first.
+    let guesser = [("cf-connecting-ip", "203.0.113.66")];
+    let answers = rt.block_on(burst(T, gate.http, "POST", "/wp-login.php", &guesser, 6));
+    assert_eq!(statuses(&answers), [403, 403, 403, 403, 403, 429]);
     let before = gate.status_kib("VmRSS");
     rt.block_on(async {
         let a = tokio::spawn(flood(gate.http, 0, 50_000));
@@ -353,8 +396,12 @@ fn a_flood_of_distinct_ipv6_visitors_stays_within_the_table() {
         b.await.unwrap();
     });
     let after_100k = gate.status_kib("VmRSS");
-    assert_eq!(keys(&rt), 65_536, "the table is full, and no fuller");
-    // Another 100,000 new visitors: the table evicts, memory stays where it was.
+    assert_eq!(
+        metric(&rt, "origin_gate_rate_limit_keys "),
+        65_536,
+        "the table is full, and no fuller"
+    );
+    // Another 100,000 new visitors: memory stays where it was.
     rt.block_on(async {
         let a = tokio::spawn(flood(gate.http, 100_000, 50_000));
         let b = tokio::spawn(flood(gate.http, 150_000, 50_000));
@@ -362,15 +409,12 @@ fn a_flood_of_distinct_ipv6_visitors_stays_within_the_table() {
         b.await.unwrap();
     });
     let after_200k = gate.status_kib("VmRSS");
-    assert_eq!(keys(&rt), 65_536);
-    // Every visitor was new: none was refused (the 403s are the deny rule's).
-    let m = rt.block_on(get("127.0.0.1", gate.admin.unwrap(), "/metrics", &[]));
-    assert!(!String::from_utf8_lossy(&m.body).contains("origin_gate_rate_limited_total{"));
+    assert_eq!(metric(&rt, "origin_gate_rate_limit_keys "), 65_536);
     eprintln!(
         "RSS before {before} KiB, after 100k keys {after_100k} KiB, after 200k {after_200k} KiB"
     );
-    // 65,536 keys cost about 6 MiB (docs/configuration.md); a table that grew with the keys
-    // would be past 10 MiB here.
+    // 65,536 keys cost about 6.5 MiB (README); a table that grew with the keys would be past
+    // 10 MiB here.
     assert!(
         after_100k - before < 10 * 1024,
         "{before} -> {after_100k} KiB"
@@ -379,4 +423,13 @@ fn a_flood_of_distinct_ipv6_visitors_stays_within_the_table() {
         after_200k.saturating_sub(after_100k) < 2 * 1024,
         "{after_100k} -> {after_200k} KiB"
     );
+    // The table was full of visitors still in debt, so the newest were refused rather than the
+    // guesser forgotten: it is still limited, with no fresh burst.
+    let refused = metric(
+        &rt,
+        "origin_gate_rate_limited_total{rule=\"/wp-login.php POST\"} ",
+    );
+    assert!(refused >= 200_000 - 65_536, "{refused}");
+    let again = rt.block_on(burst(T, gate.http, "POST", "/wp-login.php", &guesser, 1));
+    assert_eq!(statuses(&again), [429]);
 }

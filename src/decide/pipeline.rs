@@ -87,7 +87,7 @@ impl PipelineConfig {
             // Filled in by the runtime, which reads the secret file.
             edge: None,
             via: HeaderValue::from_static("1.1 origin-gate"),
-            rate: RateLimiter::new(&config.limits.rate, config.limits.rate_table_size)
+            rate: RateLimiter::new(&config.limits.rate, config.limits.rate_table_size, None)
                 .map(std::sync::Arc::new),
         }
     }
@@ -457,17 +457,19 @@ pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Deci
         };
         // Rate limits first: a refused guess costs nothing further, Basic auth included.
         if let Some(limiter) = &cfg.rate {
-            let query = req.uri.query();
-            if let Some(rule) = limiter.matching_rule(normalized, query, &req.method, &req.headers)
-            {
-                // A trusted peer that named no visitor would be everybody's key: not limited.
-                let edge_itself =
-                    visitor.trusted_peer && visitor.client_ip == canonical(conn.peer.ip());
-                if !edge_itself {
-                    if let Err(refusal) = limiter.check(rule, ClientKey::of(visitor.client_ip)) {
-                        let action = Action::RateLimited(refusal);
-                        return decision(Some(host), Route::RateLimited, action);
-                    }
+            let rules =
+                limiter.matching_rules(normalized, req.uri.query(), &req.method, &req.headers);
+            if !rules.is_empty() {
+                // The believed visitor; a trusted peer whose request names none believably
+                // (malformed or conflicting CF-Connecting-IP) is counted under its own address.
+                let ip = if visitor.anomaly.is_some() {
+                    canonical(conn.peer.ip())
+                } else {
+                    visitor.client_ip
+                };
+                if let Err(refusal) = limiter.check(&rules, ClientKey::of(ip)) {
+                    let action = Action::RateLimited(refusal);
+                    return decision(Some(host), Route::RateLimited, action);
                 }
             }
         }
@@ -1501,10 +1503,17 @@ mod tests {
             };
             assert_eq!(login("127.0.0.3:5", Some(spoof)), expected, "{spoof}");
         }
-        // The edge itself, naming no visitor, is nobody's key: never limited.
-        for _ in 0..5 {
-            assert_eq!(login("127.0.0.2:6", None), Route::Proxy);
-        }
+        // The edge naming no believable visitor (none, a malformed or a conflicting
+        // CF-Connecting-IP) is counted under its own address: one bucket, not a way out.
+        assert_eq!(login("127.0.0.2:6", None), Route::Proxy);
+        assert_eq!(login("127.0.0.2:6", Some("garbage")), Route::Proxy);
+        assert_eq!(
+            login("127.0.0.2:6", Some("203.0.113.7:443")),
+            Route::RateLimited
+        );
+        assert_eq!(login("127.0.0.2:6", Some("127.0.0.2")), Route::RateLimited);
+        // … and real visitors behind that edge keep their own buckets.
+        assert_eq!(login("127.0.0.2:7", Some("203.0.113.8")), Route::Proxy);
         // Other methods and paths are not counted.
         assert_eq!(
             rate_limited(&c, "127.0.0.3:5", "GET", "/wp-login.php", None),

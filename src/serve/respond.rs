@@ -109,8 +109,13 @@ pub fn local(
         }
         Action::RateLimited(refusal) => {
             if let Some(r) = &refusal.report {
+                let flood = if r.table_full > 0 {
+                    format!("; {} of them new visitors refused because the table (limits.rate_table_size) is full of visitors still limited — a flood of addresses", r.table_full)
+                } else {
+                    String::new()
+                };
                 warn!(
-                    "rate limit: [[limits.rate]] {} ({} per IP, burst {}) refused {} request(s) in the last {} s, most from {} ({}); answered 429 with Retry-After",
+                    "rate limit: [[limits.rate]] {} ({} per IP, burst {}) refused {} request(s) in the last {} s, most from {} ({}){flood}; answered 429 with Retry-After",
                     r.rule,
                     r.per_ip,
                     r.burst,

@@ -13,6 +13,7 @@ use crate::config::{AcmeMode, Config, Problem};
 use crate::decide::access::{AccessRule, AuthCheck};
 use crate::decide::htpasswd::HtpasswdFile;
 use crate::decide::pipeline::PipelineConfig;
+use crate::decide::rate::RateLimiter;
 use crate::decide::trust::{self as trust_mod, EdgeSecret, TrustedRanges};
 use crate::observe::access_log::AccessLog;
 use crate::observe::diag::Diag;
@@ -191,12 +192,15 @@ impl Runtime {
         let mut pipeline = PipelineConfig::new(&config, trusted, access);
         pipeline.edge = edge_secret(&config, edge.as_ref());
         pipeline.via = via_entry();
-        // Unchanged rules keep their buckets: a reload must not hand every guesser a new burst.
-        if let Some(kept) = previous
-            .and_then(|p| p.pipeline.rate.clone())
-            .filter(|r| r.same_rules(&config.limits.rate, config.limits.rate_table_size))
-        {
-            pipeline.rate = Some(kept);
+        // The bucket table outlives the reload: unchanged rules keep their buckets (a reload must
+        // not hand every guesser a new burst), changed ones start afresh.
+        if let Some(old) = previous.and_then(|p| p.pipeline.rate.as_deref()) {
+            pipeline.rate = RateLimiter::new(
+                &config.limits.rate,
+                config.limits.rate_table_size,
+                Some(old),
+            )
+            .map(Arc::new);
         }
         Ok(Runtime {
             generation,
