@@ -41,6 +41,7 @@
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -126,13 +127,14 @@ struct RuleState {
     interval: u64,
     /// `(burst - 1) * interval`: how far ahead of now a visitor may run.
     tolerance: u64,
+    /// The report window refusals are counted in (a bucket's count resets when it changes).
+    window: AtomicU32,
     report: Mutex<Report>,
 }
 
 /// Refusals since the last WARN for one rule.
 #[derive(Debug, Default)]
 struct Report {
-    window: u32,
     /// Nanoseconds since the epoch of the last WARN; `None` before the first.
     last: Option<u64>,
     refused: u64,
@@ -192,7 +194,9 @@ impl Matched {
 #[derive(Debug)]
 struct Table {
     shards: Box<[Mutex<LruCache<Key, Bucket>>]>,
-    hasher: std::hash::RandomState,
+    /// Picks the shard; seeded apart from the shards' own hash maps, so the keys in one shard are
+    /// still spread over its map.
+    hasher: lru::DefaultHasher,
     epoch: Instant,
     keys_per_shard: usize,
 }
@@ -234,7 +238,7 @@ impl RateLimiter {
                     shards: (0..SHARDS)
                         .map(|_| Mutex::new(LruCache::sparse(cap)))
                         .collect(),
-                    hasher: std::hash::RandomState::new(),
+                    hasher: lru::DefaultHasher::default(),
                     epoch: Instant::now(),
                     keys_per_shard,
                 })
@@ -250,6 +254,7 @@ impl RateLimiter {
                     interval,
                     tolerance: interval.saturating_mul(u64::from(r.burst.max(1) - 1)),
                     spec: r.clone(),
+                    window: AtomicU32::new(0),
                     report: Mutex::new(Report::default()),
                 }
             })
@@ -293,7 +298,7 @@ impl RateLimiter {
         // The common case — no rule's prefix matches the path and nothing reroutes it — costs
         // one comparison per rule. (`%`: a parameter name may be encoded, `rest%5Froute`.)
         let rerouted = query.is_some_and(|q| q.contains("route") || q.contains('%'))
-            || contains_ci(path.as_bytes(), b".php/");
+            || (path.contains('.') && contains_ci(path.as_bytes(), b".php/"));
         let on_path = self
             .rules
             .iter()
@@ -361,22 +366,32 @@ impl RateLimiter {
             // matters; failing open keeps the site up.
             return Ok(());
         };
-        let window = r.report.lock().map_or(0, |rep| rep.window);
-        if lru.get(&key).is_none() && lru.len() >= lru.cap().get() {
-            // Full: the least recently seen visitor makes room only if forgetting it loses
-            // nothing (its bucket is full again); else this new visitor waits.
-            let busy_until = lru.peek_lru().map_or(0, |(_, b)| b.tat);
-            if busy_until > now {
-                drop(lru);
-                let wait = Duration::from_nanos(busy_until - now);
-                return Err(Refusal {
-                    rule,
-                    retry_after: wait.min(Duration::from_nanos(r.interval)),
-                    report: self.note_refusal(r, client, 1, now, true),
-                });
+        let window = r.window.load(Ordering::Relaxed);
+        // One lookup for a known visitor (the common case); a new one may have to make room.
+        let bucket = match lru.get_mut(&key) {
+            Some(b) => b,
+            None => {
+                if lru.len() >= lru.cap().get() {
+                    // Full: the least recently seen visitor makes room only if forgetting it
+                    // loses nothing (its bucket is full again); else this new visitor waits.
+                    let busy_until = lru.peek_lru().map_or(0, |(_, b)| b.tat);
+                    if busy_until > now {
+                        drop(lru);
+                        let wait = Duration::from_nanos(busy_until - now);
+                        return Err(Refusal {
+                            rule,
+                            retry_after: wait.min(Duration::from_nanos(r.interval)),
+                            report: self.note_refusal(r, client, 1, now, true),
+                        });
+                    }
+                }
+                lru.push(key, Bucket::default());
+                match lru.get_mut(&key) {
+                    Some(b) => b,
+                    None => return Ok(()),
+                }
             }
-        }
-        let bucket = lru.get_or_insert_mut(key, Bucket::default);
+        };
         let tat = bucket.tat.max(now);
         if tat - now <= r.tolerance {
             bucket.tat = tat + r.interval;
@@ -431,7 +446,7 @@ impl RateLimiter {
             top_refused,
         };
         rep.last = Some(now);
-        rep.window = rep.window.wrapping_add(1);
+        r.window.fetch_add(1, Ordering::Relaxed);
         Some(Box::new(report))
     }
 }
