@@ -4,7 +4,8 @@
 //! Run: `cargo bench --bench pipeline`. Targets: `decide/cloudflare_flexible` and
 //! `hot_path/decide_and_json_log_line` (trust + visitor + access decision + header rewrite +
 //! access-log formatting) under 1 µs median; rate limits (`rate/…`): < 100 ns for a request under
-//! a rule, nothing measurable for the others. Allocations per request are counted and printed.
+//! a rule, nothing measurable for the others. Timed with mimalloc, the binary's allocator;
+//! allocations per request are counted by `cargo bench --bench allocations`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // benchmark set-up panics loudly by design
 
 use std::hint::black_box;
@@ -12,91 +13,20 @@ use std::net::SocketAddr;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::request::Parts;
-use http::Request;
 use origin_gate::config::{Config, Source};
 use origin_gate::decide::pipeline::{self, ConnContext, PipelineConfig};
 use origin_gate::decide::rate::{ClientKey, RateLimiter};
 use origin_gate::decide::trust::TrustedRanges;
 use origin_gate::decide::visitor::{self, Scheme};
-use origin_gate::observe::access_log::AccessRecord;
 use origin_gate::serve::state::access_rules;
 
-/// A request head as Cloudflare delivers it to the origin in Flexible mode: 20 headers.
-fn cloudflare_request() -> Parts {
-    Request::builder()
-        .method("GET")
-        .uri("/2026/11/24/hello-world/?utm_source=newsletter")
-        .header("host", "blog.example.com")
-        .header("accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")
-        .header("accept-encoding", "gzip, br")
-        .header("accept-language", "en-GB,en;q=0.9,de;q=0.8")
-        .header("cache-control", "no-cache")
-        .header("cdn-loop", "cloudflare")
-        .header("cf-connecting-ip", "203.0.113.195")
-        .header("cf-ipcountry", "GB")
-        .header("cf-ray", "8e4f0b2a9c3d1e2f-LHR")
-        .header("cf-visitor", "{\"scheme\":\"https\"}")
-        .header("connection", "Keep-Alive")
-        .header("cookie", "wordpress_test_cookie=WP%20Cookie%20check; wp-settings-time-1=1732406400")
-        .header("priority", "u=0, i")
-        .header("referer", "https://www.google.com/")
-        .header("sec-fetch-dest", "document")
-        .header("sec-fetch-mode", "navigate")
-        .header("upgrade-insecure-requests", "1")
-        .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36")
-        .header("x-forwarded-for", "203.0.113.195")
-        .header("x-forwarded-proto", "https")
-        .body(())
-        .unwrap()
-        .into_parts()
-        .0
-}
+/// The allocator the binary runs with (`src/main.rs`): allocation costs measured here are the
+/// ones production pays.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The pipeline as origin-gate builds it from this configuration: the usual WordPress rules
-/// (wp-admin for one office network, xmlrpc.php closed, admin-ajax.php open for front-end
-/// plugins), lockdown and the https redirect, Cloudflare's built-in ranges.
-const CONFIG: &str = r#"
-server_names = ["blog.example.com", "www.blog.example.com"]
-[backend]
-url = "http://127.0.0.1:8080"
-[trust]
-only_trusted_peers = true
-[https]
-redirect = true
-[[access]]
-prefix = "/wp-admin/"
-allow = ["203.0.113.0/24"]
-[[access]]
-prefix = "/wp-admin/admin-ajax.php"
-[[access]]
-prefix = "/xmlrpc.php"
-deny = ["0.0.0.0/0", "::/0"]
-"#;
-
-fn config() -> PipelineConfig {
-    let config = Config::parse(CONFIG, Source::Embedded).unwrap();
-    let trusted = TrustedRanges::from_config(&config.trust).unwrap();
-    let (rules, _) = access_rules(&config).unwrap();
-    PipelineConfig::new(&config, trusted, rules)
-}
-
-/// The access-log record of a decided request, built by the real constructor the handler uses,
-/// then finished the way the response's end finishes it.
-fn record(conn: &ConnContext, head: &Parts, d: &pipeline::Decision) -> AccessRecord {
-    let mut r = AccessRecord::begin(
-        std::time::Instant::now(),
-        conn,
-        head,
-        d,
-        Some("8e4f0b2a9c3d1e2f-LHR".into()),
-    );
-    r.status = 200;
-    r.bytes_out = 31_337;
-    r.duration = std::time::Duration::from_micros(1834);
-    r.upstream = Some(std::time::Duration::from_micros(1602));
-    r.upstream_status = Some(200);
-    r
-}
+mod common;
+use common::{cloudflare_request, config, record, CONFIG};
 
 fn benches(c: &mut Criterion) {
     let cfg = config();
@@ -167,8 +97,9 @@ fn benches(c: &mut Criterion) {
     });
 }
 
-/// Allocations per request on the hot path, counted (not timed) and printed with the benches.
-fn allocations(c: &mut Criterion) {
+/// The decision plus its access-log line, timed (allocations are counted by
+/// `cargo bench --bench allocations`, which needs a counting allocator of its own).
+fn hot_path(c: &mut Criterion) {
     let cfg = config();
     let conn = ConnContext::new(
         "[2c0f:f248::17]:40000".parse().unwrap(),
@@ -176,24 +107,8 @@ fn allocations(c: &mut Criterion) {
         Scheme::Http,
         None,
     );
-    // One call first: lazily built tables (the forgeable-name index) are not per-request costs.
-    black_box(pipeline::decide(&cfg, &conn, &mut cloudflare_request()));
-    let mut head = cloudflare_request();
-    let decide_allocs = allocation_counter::measure(|| {
-        black_box(pipeline::decide(&cfg, &conn, &mut head));
-    });
     let mut head = cloudflare_request();
     let d = pipeline::decide(&cfg, &conn, &mut head);
-    let json_allocs = allocation_counter::measure(|| {
-        black_box(record(&conn, &head, &d).to_json(false));
-    });
-    eprintln!(
-        "allocations per request: decide {} (bytes {}), access record + JSON line {} (bytes {})",
-        decide_allocs.count_total,
-        decide_allocs.bytes_total,
-        json_allocs.count_total,
-        json_allocs.bytes_total
-    );
     c.bench_function("hot_path/decide_and_json_log_line", |b| {
         b.iter_batched_ref(
             cloudflare_request,
@@ -311,5 +226,5 @@ fn rate_limits(c: &mut Criterion) {
     });
 }
 
-criterion_group!(pipeline_benches, benches, allocations, rate_limits);
+criterion_group!(pipeline_benches, benches, hot_path, rate_limits);
 criterion_main!(pipeline_benches);

@@ -31,7 +31,9 @@ SERVERS = {
     "haproxy": (19082, 19442),
     "caddy": (19083, 19443),
 }
+ALL_SERVERS = dict(SERVERS)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+BASE_BINARY = None
 
 
 def sh(cmd, **kw):
@@ -84,8 +86,8 @@ http {{
   keepalive_requests 1000000;
   upstream backend {{ server 127.0.0.1:{BACKEND}; keepalive 256; }}
   server {{
-    listen 127.0.0.1:{SERVERS['nginx'][0]} backlog=4096;
-    listen 127.0.0.1:{SERVERS['nginx'][1]} ssl http2 backlog=4096;
+    listen 127.0.0.1:{ALL_SERVERS['nginx'][0]} backlog=4096;
+    listen 127.0.0.1:{ALL_SERVERS['nginx'][1]} ssl http2 backlog=4096;
     ssl_certificate {WORK}/cert.pem;
     ssl_certificate_key {WORK}/key.pem;
     client_max_body_size 0;
@@ -115,8 +117,8 @@ defaults
   timeout client 60s
   timeout server 60s
 frontend fe
-  bind 127.0.0.1:{SERVERS['haproxy'][0]}
-  bind 127.0.0.1:{SERVERS['haproxy'][1]} ssl crt {WORK}/haproxy.pem alpn h2,http/1.1
+  bind 127.0.0.1:{ALL_SERVERS['haproxy'][0]}
+  bind 127.0.0.1:{ALL_SERVERS['haproxy'][1]} ssl crt {WORK}/haproxy.pem alpn h2,http/1.1
   option forwardfor
   default_backend be
 backend be
@@ -127,14 +129,14 @@ backend be
   admin off
   auto_https off
 }}
-http://127.0.0.1:{SERVERS['caddy'][0]} {{
+http://127.0.0.1:{ALL_SERVERS['caddy'][0]} {{
   bind 127.0.0.1
   reverse_proxy 127.0.0.1:{BACKEND}
   log {{
     output file {WORK}/caddy-access.log
   }}
 }}
-https://127.0.0.1:{SERVERS['caddy'][1]} {{
+https://127.0.0.1:{ALL_SERVERS['caddy'][1]} {{
   bind 127.0.0.1
   tls {WORK}/cert.pem {WORK}/key.pem
   reverse_proxy 127.0.0.1:{BACKEND}
@@ -143,16 +145,27 @@ https://127.0.0.1:{SERVERS['caddy'][1]} {{
   }}
 }}
 """)
-    (WORK / "origin-gate.toml").write_text(f"""
+    for name in ("origin-gate", "origin-gate-base"):
+        if name in SERVERS:
+            write_origin_gate_config(name)
+
+
+def write_origin_gate_config(name):
+    """The same configuration for the build under test and for `--base` (its own ports, log)."""
+    http, https = SERVERS[name]
+    (WORK / f"{name}.toml").write_text(f"""
 [listen]
-http = ["127.0.0.1:{SERVERS['origin-gate'][0]}"]
-https = ["127.0.0.1:{SERVERS['origin-gate'][1]}"]
+http = ["127.0.0.1:{http}"]
+https = ["127.0.0.1:{https}"]
 [backend]
 url = "http://127.0.0.1:{BACKEND}"
+# The same bound as nginx's `keepalive 256` above (the default, 64, suits a php-fpm backend;
+# 256 visitors' requests in flight would otherwise open backend connections per request).
+max_idle_connections = 256
 [log]
 level = "warn"
 access = "json"
-access_file = "{WORK}/origin-gate-access.log"
+access_file = "{WORK}/{name}-access.log"
 [limits]
 header_read_timeout = "300s"
 [[tls.certs]]
@@ -173,6 +186,9 @@ def start_all(binary):
         "caddy": f"caddy run --config {WORK}/Caddyfile --adapter caddyfile",
         "origin-gate": f"{binary} --config {WORK}/origin-gate.toml",
     }
+    if "origin-gate-base" in SERVERS:
+        cmds["origin-gate-base"] = f"{BASE_BINARY} --config {WORK}/origin-gate-base.toml"
+    cmds = {n: c for n, c in cmds.items() if n == "backend" or n in SERVERS}
     for name, cmd in cmds.items():
         PROCS[name] = subprocess.Popen(cmd, shell=True, stdout=logs, stderr=logs, start_new_session=True)
     for name, (http, https) in SERVERS.items():
@@ -233,11 +249,11 @@ def rss_mib(pids):
 
 
 def to_ms(text):
-    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", text)
     if not m:
         return None
     v, unit = float(m.group(1)), m.group(2)
-    return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+    return {"us": v / 1000, "ms": v, "s": v * 1000, "m": v * 60_000}[unit]
 
 
 def run_wrk(port, path, conns, seconds):
@@ -425,7 +441,23 @@ def main():
     ap.add_argument("--binary", default=str(ROOT / "target/release/origin-gate"))
     ap.add_argument("--json", default=str(WORK / "results.json"))
     ap.add_argument("--only", choices=["memory"], help="run only the connection-memory cells (origin-gate beside nginx)")
+    ap.add_argument("--no-idle", action="store_true", help="skip the idle-connection memory cell")
+    ap.add_argument("--no-upload", action="store_true", help="skip the 1 GiB upload cell")
+    ap.add_argument("--servers", help="comma-separated subset of the servers, e.g. origin-gate,nginx "
+                    "(nginx stays in: it is the ratio's base)")
+    ap.add_argument("--base", metavar="BINARY", help="also run this origin-gate build (e.g. main's) as "
+                    "origin-gate-base, interleaved with the build under test: before/after in one run")
     args = ap.parse_args()
+    global SERVERS, BASE_BINARY
+    if args.servers:
+        keep = set(args.servers.split(",")) | {"nginx"}
+        unknown = keep - set(SERVERS)
+        if unknown:
+            raise SystemExit(f"--servers: unknown {', '.join(sorted(unknown))}; known: {', '.join(SERVERS)}")
+        SERVERS = {n: v for n, v in SERVERS.items() if n in keep}
+    if args.base:
+        BASE_BINARY = args.base
+        SERVERS["origin-gate-base"] = (19085, 19445)
     if args.only == "memory":
         memory_only(args.binary)
         return
@@ -448,7 +480,7 @@ def main():
                     res["cpu_per_10k"] = (cpu_seconds(pids) - cpu0) / max(res["requests"], 1) * 10_000
                     res["rss"] = rss_mib(pids)
                     results.setdefault(label, {}).setdefault(n, []).append(res)
-                    print(f"round {r + 1} {label:18} {n:12} {res['rps']:>10.0f} req/s  p99 {res['p99']:.2f} ms  "
+                    print(f"round {r + 1} {label:18} {n:16} {res['rps']:>10.0f} req/s  p99 {res['p99'] or float('nan'):.2f} ms  "
                           f"cpu/10k {res['cpu_per_10k']:.3f} s  rss {res['rss']:.0f} MiB", flush=True)
             for n in order:
                 if SERVERS[n][1]:
@@ -460,10 +492,10 @@ def main():
                     res["handshakes"] = run_handshakes(SERVERS[n][1])
                     results.setdefault("HTTP/2 over TLS, 32 conns x 8 streams", {}).setdefault(n, []).append(res)
                     print(f"round {r + 1} {'h2 TLS':18} {n:12} {res['rps']:>10.0f} req/s  handshakes {res['handshakes']:.0f}/s", flush=True)
-        idle = {n: idle_memory(n, SERVERS[n][0]) for n in names if n != "direct"}
+        idle = {n: idle_memory(n, SERVERS[n][0]) for n in names if n != "direct" and not args.no_idle}
     finally:
         stop_all()
-    up_bytes, up_growth = upload_memory(args.binary)
+    up_bytes, up_growth = (0, float("nan")) if args.no_upload else upload_memory(args.binary)
     Path(args.json).write_text(json.dumps({"results": results, "idle_kib_per_conn": idle, "upload_growth_mib": up_growth}, indent=1))
     print_table(results, idle)
     print(f"1 GiB chunked upload through origin-gate: {up_bytes} bytes reached the backend, peak RSS growth {up_growth:.1f} MiB")

@@ -358,23 +358,23 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
 ///   `X-Forwarded-Port` (port in `Host`, else 443/80 by the visitor's scheme), `X-Forwarded-Ssl: on`
 ///   for https visitors (removed otherwise), and RFC 7239 `Forwarded` with the same facts.
 pub fn set_forwarding(headers: &mut HeaderMap, visitor: &Visitor, host: &HeaderValue) {
-    // The address is formatted on the stack; one allocation backs both headers that carry it.
-    let mut buf = [0u8; 48];
-    let mut cursor = std::io::Cursor::new(&mut buf[..]);
-    let ip_value =
-        match std::io::Write::write_fmt(&mut cursor, format_args!("{}", visitor.client_ip)) {
-            Ok(()) => {
-                let len = cursor.position() as usize;
-                HeaderValue::from_bytes(&buf[..len]).unwrap_or(HeaderValue::from_static("unknown"))
-            }
-            Err(_) => HeaderValue::from_static("unknown"),
-        };
+    use std::fmt::Write as _;
     let scheme = visitor.scheme;
     let port = host_port(host.as_bytes()).unwrap_or(scheme.default_port());
+    // Every value origin-gate writes (address, port, `Forwarded`) is cut from one buffer: one
+    // allocation for all of them, and the headers that carry the address share its bytes.
+    let mut buf = bytes::BytesMut::with_capacity(96 + host.len());
+    let _ = write!(buf, "{}", visitor.client_ip);
+    let ip_value = value_of(buf.split().freeze(), "unknown");
+    let _ = write!(buf, "{port}");
+    let port_value = value_of(buf.split().freeze(), "80");
+    push_forwarded_element(&mut buf, visitor.client_ip, scheme, host);
+    let forwarded = buf.freeze();
 
     if visitor.trusted_peer {
         // The edge's own client headers reach the backend holding exactly the address that was
         // believed — one value, never a duplicate or a non-address (PHP would see them joined).
+        // (`insert`, not `get_mut`: it replaces every value of a repeated header.)
         for name in [CF_CONNECTING_IP, TRUE_CLIENT_IP] {
             if headers.contains_key(&name) {
                 headers.insert(name, ip_value.clone());
@@ -392,47 +392,53 @@ pub fn set_forwarding(headers: &mut HeaderMap, visitor: &Visitor, host: &HeaderV
     headers.insert(X_REAL_IP, ip_value);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(scheme.as_str()));
     headers.insert(X_FORWARDED_HOST, host.clone());
-    headers.insert(X_FORWARDED_PORT, HeaderValue::from(port));
+    headers.insert(X_FORWARDED_PORT, port_value);
     match scheme {
         Scheme::Https => headers.insert(X_FORWARDED_SSL, HeaderValue::from_static("on")),
         Scheme::Http => headers.remove(X_FORWARDED_SSL),
     };
-    // The String's buffer becomes the header value without another copy.
-    let element = bytes::Bytes::from(forwarded_element(visitor.client_ip, scheme, host));
-    if let Ok(v) = HeaderValue::from_maybe_shared(element) {
+    if let Ok(v) = HeaderValue::from_maybe_shared(forwarded) {
         headers.insert(FORWARDED, v);
     }
+}
+
+/// A header value from bytes origin-gate formatted itself (never invalid; `fallback` if so).
+fn value_of(bytes: bytes::Bytes, fallback: &'static str) -> HeaderValue {
+    HeaderValue::from_maybe_shared(bytes).unwrap_or(HeaderValue::from_static(fallback))
 }
 
 /// `for=…;proto=…;host=…` per RFC 7239 §4: IPv6 nodes are bracketed and quoted (`for="[2001:db8::1]"`),
 /// and a host with a port is quoted since `:` is not a token character.
 pub fn forwarded_element(ip: IpAddr, scheme: Scheme, host: &HeaderValue) -> String {
+    let mut buf = bytes::BytesMut::new();
+    push_forwarded_element(&mut buf, ip, scheme, host);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+fn push_forwarded_element(
+    out: &mut bytes::BytesMut,
+    ip: IpAddr,
+    scheme: Scheme,
+    host: &HeaderValue,
+) {
+    use std::fmt::Write as _;
     let host = host.to_str().unwrap_or("");
-    let mut out = String::with_capacity(48 + host.len());
-    match ip {
-        IpAddr::V4(v4) => {
-            out.push_str("for=");
-            out.push_str(&v4.to_string());
-        }
-        IpAddr::V6(v6) => {
-            out.push_str("for=\"[");
-            out.push_str(&v6.to_string());
-            out.push_str("]\"");
-        }
-    }
-    out.push_str(";proto=");
-    out.push_str(scheme.as_str());
+    let _ = match ip {
+        IpAddr::V4(v4) => write!(out, "for={v4}"),
+        IpAddr::V6(v6) => write!(out, "for=\"[{v6}]\""),
+    };
+    out.extend_from_slice(b";proto=");
+    out.extend_from_slice(scheme.as_str().as_bytes());
     if !host.is_empty() {
-        out.push_str(";host=");
+        out.extend_from_slice(b";host=");
         if host.bytes().all(is_tchar) {
-            out.push_str(host);
+            out.extend_from_slice(host.as_bytes());
         } else {
-            out.push('"');
-            out.push_str(host);
-            out.push('"');
+            out.extend_from_slice(b"\"");
+            out.extend_from_slice(host.as_bytes());
+            out.extend_from_slice(b"\"");
         }
     }
-    out
 }
 
 /// RFC 9110 §5.6.2 token characters.

@@ -41,10 +41,9 @@ pub async fn handle(
         activity.mark_dirty();
     }
     let seen = HeadFacts::read(&parts.headers);
-    let original_target = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| "/".to_string(), |pq| pq.as_str().to_string());
+    // The target as received (decide may normalise it): a shared-buffer clone, no copy.
+    let original_uri = parts.uri.clone();
+    let original_target = original_uri.path_and_query().map_or("/", |pq| pq.as_str());
     // One snapshot for the whole request, even if a reload swaps it meanwhile.
     let runtime = shared.runtime.load_full();
     let decision = pipeline::decide(&runtime.pipeline, &conn, &mut parts);
@@ -78,7 +77,7 @@ pub async fn handle(
                 conn: &conn,
                 activity: &activity,
                 decision: &decision,
-                original_target: &original_target,
+                original_target,
             };
             let how = Instructions {
                 upstream: *upstream,
@@ -88,7 +87,9 @@ pub async fn handle(
                 send_body: *send_body,
             };
             let (resp, state) = forward::forward(f, how, parts, body, &mut record).await;
-            (resp, state, Some(runtime.upstream.describe(*upstream)))
+            // Who answered matters only for the ACME log line.
+            let by = (record.route == Route::Acme).then(|| runtime.upstream.describe(*upstream));
+            (resp, state, by)
         }
         Action::AcmeWebroot { token } => match &runtime.pipeline.acme {
             AcmeMode::Webroot(dir) => (

@@ -70,7 +70,7 @@ pub struct Upstream {
     acme: Option<Uri>,
     connect_timeout: Duration,
     response_timeout: Duration,
-    config: BackendConfig,
+    config: Arc<BackendConfig>,
 }
 
 impl Upstream {
@@ -120,7 +120,7 @@ impl Upstream {
             acme,
             connect_timeout: cfg.connect_timeout,
             response_timeout: cfg.response_timeout,
-            config: cfg.clone(),
+            config: Arc::new(cfg.clone()),
         })
     }
 
@@ -134,16 +134,17 @@ impl Upstream {
     /// This worker thread's copy of the client, with its own keep-alive pool, for the runtime
     /// generation it was built for: each worker keeps its own backend connections, so a request
     /// and its backend connection never wake another thread.
-    pub fn local(&self, generation: u64) -> Upstream {
+    /// A shared handle: the per-request cost is one reference count, not a copy of the client.
+    pub fn local(&self, generation: u64) -> Arc<Upstream> {
         thread_local! {
-            static LOCAL: std::cell::RefCell<Option<(u64, Upstream)>> = const { std::cell::RefCell::new(None) };
+            static LOCAL: std::cell::RefCell<Option<(u64, Arc<Upstream>)>> = const { std::cell::RefCell::new(None) };
         }
         LOCAL.with(|cell| {
             let mut cell = cell.borrow_mut();
             match &*cell {
                 Some((g, upstream)) if *g == generation => upstream.clone(),
                 _ => {
-                    let upstream = self.fresh();
+                    let upstream = Arc::new(self.fresh());
                     *cell = Some((generation, upstream.clone()));
                     upstream
                 }
@@ -194,10 +195,11 @@ impl Upstream {
         mut req: Request<ForwardBody>,
         body: &BodyState,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        let backend = self.describe(choice);
+        // The backend's name is formatted only when something failed.
+        let backend = || self.describe(choice);
         let Some(base) = self.base(choice) else {
             return Err(UpstreamError::Connect {
-                backend,
+                backend: backend(),
                 detail: "no backend configured".into(),
             });
         };
@@ -212,7 +214,7 @@ impl Upstream {
             parts.scheme = Some(UriScheme::HTTP);
         }
         *req.uri_mut() = Uri::from_parts(parts).map_err(|e| UpstreamError::Connect {
-            backend: backend.clone(),
+            backend: backend(),
             detail: e.to_string(),
         })?;
         // The backend hop is HTTP/1.1 whatever the visitor spoke (h2 visitors included).
@@ -225,7 +227,7 @@ impl Upstream {
         // same response timeout, counted from the last body bytes it took.
         let timeout = self.response_timeout;
         let timed_out = || UpstreamError::ResponseTimeout {
-            backend: backend.clone(),
+            backend: backend(),
             after: timeout,
         };
         let result = loop {
@@ -246,7 +248,7 @@ impl Upstream {
                 }
             }
         };
-        result.map_err(|e| classify(e, backend, self.connect_timeout))
+        result.map_err(|e| classify(e, backend(), self.connect_timeout))
     }
 }
 

@@ -1,0 +1,57 @@
+//! Heap allocations per request on the hot path, counted (not timed): the decision (trust,
+//! visitor, access rules, header rewrite) and the access record with its JSON and combined
+//! lines, on the 20-header Cloudflare request of the `pipeline` bench.
+//!
+//! Run: `cargo bench --bench allocations`. Its own target because counting needs a counting
+//! global allocator (`allocation-counter`), while `pipeline` times with the binary's mimalloc.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // benchmark set-up panics loudly by design
+
+use std::hint::black_box;
+
+use origin_gate::decide::pipeline::{self, ConnContext};
+use origin_gate::decide::visitor::Scheme;
+
+mod common;
+use common::{cloudflare_request, config, record};
+
+fn main() {
+    let cfg = config();
+    let conn = ConnContext::new(
+        "[2c0f:f248::17]:40000".parse().unwrap(),
+        "192.0.2.10:80".parse().unwrap(),
+        Scheme::Http,
+        None,
+    );
+    // One call first: lazily built tables (the forgeable-name index) are not per-request costs.
+    black_box(pipeline::decide(&cfg, &conn, &mut cloudflare_request()));
+    let mut head = cloudflare_request();
+    let decide = allocation_counter::measure(|| {
+        black_box(pipeline::decide(&cfg, &conn, &mut head));
+    });
+    let mut head = cloudflare_request();
+    let d = pipeline::decide(&cfg, &conn, &mut head);
+    let json = allocation_counter::measure(|| {
+        black_box(record(&conn, &head, &d).to_json(false));
+    });
+    let combined = allocation_counter::measure(|| {
+        black_box(record(&conn, &head, &d).to_combined(false));
+    });
+    println!("allocations per request (count, bytes):");
+    println!(
+        "  decision                     {:>3} {:>6}",
+        decide.count_total, decide.bytes_total
+    );
+    println!(
+        "  access record + JSON line    {:>3} {:>6}",
+        json.count_total, json.bytes_total
+    );
+    println!(
+        "  access record + combined     {:>3} {:>6}",
+        combined.count_total, combined.bytes_total
+    );
+    println!(
+        "  decision + record + JSON     {:>3} {:>6}",
+        decide.count_total + json.count_total,
+        decide.bytes_total + json.bytes_total
+    );
+}
