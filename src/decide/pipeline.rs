@@ -106,7 +106,7 @@ pub struct ConnContext {
 /// What the TLS handshake established, for trust decisions and logs.
 #[derive(Debug, Clone, Default)]
 pub struct TlsInfo {
-    pub sni: Option<Box<str>>,
+    pub sni: Option<std::sync::Arc<str>>,
     pub version: &'static str,
     /// A client certificate was presented and verified against `tls.client_ca`.
     pub client_cert_verified: bool,

@@ -74,10 +74,10 @@ pub struct AccessRecord {
     pub scheme: Scheme,
     pub listener: Scheme,
     pub tls: Option<TlsInfo>,
-    pub method: String,
-    pub host: Option<String>,
-    pub path: String,
-    pub query: Option<String>,
+    pub method: http::Method,
+    pub host: Option<Field>,
+    /// The target as forwarded (path normalised); shares the request's bytes.
+    pub uri: http::Uri,
     pub version: &'static str,
     pub status: u16,
     pub bytes_in: u64,
@@ -88,11 +88,39 @@ pub struct AccessRecord {
     pub upstream_error: Option<&'static str>,
     pub user: Option<String>,
     pub route: Route,
-    pub cf_ray: Option<String>,
-    pub user_agent: Option<String>,
-    pub referer: Option<String>,
+    pub cf_ray: Option<Field>,
+    pub user_agent: Option<Field>,
+    pub referer: Option<Field>,
     /// A `doctor` probe from this machine: logged at debug, not as an access line or a WARN.
     pub quiet: bool,
+}
+
+/// A request-head value kept for the log line without copying it: a reference to the bytes the
+/// head was parsed into, read as text (lossily, like the log always did) when the line is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field(http::HeaderValue);
+
+impl Field {
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(self.0.as_bytes())
+    }
+
+    /// A fixed value (tests, benches).
+    pub fn from_static(s: &'static str) -> Field {
+        Field(http::HeaderValue::from_static(s))
+    }
+}
+
+impl From<&http::HeaderValue> for Field {
+    fn from(v: &http::HeaderValue) -> Field {
+        Field(v.clone())
+    }
+}
+
+impl std::fmt::Display for Field {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text())
+    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -117,13 +145,10 @@ impl AccessRecord {
         conn: &ConnContext,
         head: &http::request::Parts,
         decision: &Decision,
-        cf_ray: Option<String>,
+        cf_ray: Option<&http::HeaderValue>,
     ) -> AccessRecord {
-        let text = |name: http::header::HeaderName| {
-            head.headers
-                .get(name)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        };
+        // Shared, not copied: every field below is a reference count on the head's bytes.
+        let field = |name: http::header::HeaderName| head.headers.get(name).map(Field::from);
         AccessRecord {
             ts: SystemTime::now(),
             start,
@@ -133,14 +158,9 @@ impl AccessRecord {
             scheme: decision.visitor.scheme,
             listener: conn.listener,
             tls: conn.tls.clone(),
-            method: head.method.to_string(),
-            host: decision
-                .host
-                .as_ref()
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string),
-            path: head.uri.path().to_string(),
-            query: head.uri.query().map(str::to_string),
+            method: head.method.clone(),
+            host: decision.host.as_ref().map(Field::from),
+            uri: head.uri.clone(),
             version: version_str(head.version),
             status: 0,
             bytes_in: 0,
@@ -151,11 +171,25 @@ impl AccessRecord {
             upstream_error: None,
             user: None,
             route: decision.route,
-            cf_ray,
-            user_agent: text(http::header::USER_AGENT),
-            referer: text(http::header::REFERER),
+            cf_ray: cf_ray.map(Field::from),
+            user_agent: field(http::header::USER_AGENT),
+            referer: field(http::header::REFERER),
             quiet: false,
         }
+    }
+
+    /// The path as forwarded.
+    pub fn path(&self) -> &str {
+        self.uri.path()
+    }
+
+    pub fn query(&self) -> Option<&str> {
+        self.uri.query()
+    }
+
+    /// The canonical Host, when there was one.
+    pub fn host(&self) -> Option<std::borrow::Cow<'_, str>> {
+        self.host.as_ref().map(Field::text)
     }
 
     /// Which side failed, if any.
@@ -167,7 +201,17 @@ impl AccessRecord {
     /// generic serializer and `time`'s RFC 3339 formatter were half the cost of a request's
     /// decision. The unit tests check it against serde_json's output field by field.
     pub fn to_json(&self, redact: bool) -> String {
-        let mut out = String::with_capacity(384);
+        // Sized once: the fixed part plus the variable fields (escaping rarely adds much).
+        let len = |f: &Option<Field>| f.as_ref().map_or(0, |v| v.0.len());
+        let mut out = String::with_capacity(
+            512 + self.uri.path().len()
+                + self.uri.query().map_or(0, str::len)
+                + len(&self.host)
+                + len(&self.cf_ray)
+                + len(&self.user_agent)
+                + len(&self.referer)
+                + self.user.as_ref().map_or(0, String::len),
+        );
         out.push_str("{\"ts\":\"");
         push_rfc3339(&mut out, self.ts);
         let _ = write!(
@@ -194,15 +238,15 @@ impl AccessRecord {
             None => out.push_str("null"),
         }
         out.push_str(",\"method\":");
-        push_json_str(&mut out, &self.method);
+        push_json_str(&mut out, self.method.as_str());
         out.push_str(",\"host\":");
-        push_json_opt(&mut out, self.host.as_deref());
+        push_json_opt(&mut out, self.host().as_deref());
         out.push_str(",\"path\":");
-        push_json_str(&mut out, &self.path);
+        push_json_str(&mut out, self.path());
         out.push_str(",\"http_version\":");
         push_json_str(&mut out, self.version);
         out.push_str(",\"query\":");
-        match &self.query {
+        match self.query() {
             Some(q) if redact => push_json_str(&mut out, &redact_query(q)),
             Some(q) => push_json_str(&mut out, q),
             None => out.push_str("null"),
@@ -237,11 +281,14 @@ impl AccessRecord {
         out.push_str("\",\"side\":");
         push_json_opt(&mut out, self.side().as_str());
         out.push_str(",\"cf_ray\":");
-        push_json_opt(&mut out, self.cf_ray.as_deref());
+        push_json_opt(&mut out, self.cf_ray.as_ref().map(Field::text).as_deref());
         out.push_str(",\"user_agent\":");
-        push_json_opt(&mut out, self.user_agent.as_deref());
+        push_json_opt(
+            &mut out,
+            self.user_agent.as_ref().map(Field::text).as_deref(),
+        );
         out.push_str(",\"referer\":");
-        push_json_opt(&mut out, self.referer.as_deref());
+        push_json_opt(&mut out, self.referer.as_ref().map(Field::text).as_deref());
         out.push('}');
         out
     }
@@ -253,47 +300,48 @@ impl AccessRecord {
             "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
         ];
         let t = time::OffsetDateTime::from(self.ts);
-        let mut out = String::with_capacity(160);
+        let mut out =
+            String::with_capacity(256 + self.path().len() + self.query().map_or(0, str::len));
+        let _ = write!(out, "{} - ", self.client_ip);
+        match &self.user {
+            Some(u) => push_quote_free(&mut out, u),
+            None => out.push('-'),
+        }
         let _ = write!(
             out,
-            "{} - {} [{:02}/{}/{:04}:{:02}:{:02}:{:02} +0000] \"{} {}",
-            self.client_ip,
-            self.user
-                .as_deref()
-                .map_or_else(|| "-".to_string(), quote_free),
+            " [{:02}/{}/{:04}:{:02}:{:02}:{:02} +0000] \"",
             t.day(),
             MONTHS[usize::from(u8::from(t.month())) - 1],
             t.year(),
             t.hour(),
             t.minute(),
             t.second(),
-            quote_free(&self.method),
-            quote_free(&self.path),
         );
-        if let Some(q) = &self.query {
+        push_quote_free(&mut out, self.method.as_str());
+        out.push(' ');
+        push_quote_free(&mut out, self.path());
+        if let Some(q) = self.query() {
             out.push('?');
-            out.push_str(&quote_free(&if redact {
-                redact_query(q)
+            if redact {
+                push_quote_free(&mut out, &redact_query(q));
             } else {
-                q.clone()
-            }));
+                push_quote_free(&mut out, q);
+            }
         }
         let _ = write!(out, " {}\" {} ", self.version, self.status);
         if self.bytes_out == 0 {
             out.push('-');
         } else {
-            let _ = write!(out, "{}", self.bytes_out);
+            out.push_str(itoa::Buffer::new().format(self.bytes_out));
         }
-        let _ = write!(
-            out,
-            " \"{}\" \"{}\"",
-            self.referer
-                .as_deref()
-                .map_or_else(|| "-".to_string(), quote_free),
-            self.user_agent
-                .as_deref()
-                .map_or_else(|| "-".to_string(), quote_free),
-        );
+        for field in [&self.referer, &self.user_agent] {
+            out.push_str(" \"");
+            match field {
+                Some(v) => push_quote_free(&mut out, &v.text()),
+                None => out.push('-'),
+            }
+            out.push('"');
+        }
         out
     }
 }
@@ -372,9 +420,9 @@ fn push_json_opt(out: &mut String, s: Option<&str>) {
     }
 }
 
-/// Escapes what would break a quoted combined-log field (quotes, backslashes, control bytes).
-fn quote_free(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
+/// Escapes what would break a quoted combined-log field (quotes, backslashes, control bytes),
+/// appending to the line.
+fn push_quote_free(out: &mut String, s: &str) {
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -385,7 +433,6 @@ fn quote_free(s: &str) -> String {
             c => out.push(c),
         }
     }
-    out
 }
 
 /// Most bytes waiting for the writer before lines are dropped rather than held.
@@ -611,10 +658,9 @@ mod tests {
             scheme: Scheme::Https,
             listener: Scheme::Http,
             tls: None,
-            method: "GET".into(),
-            host: Some("example.com".into()),
-            path: "/wp-login.php".into(),
-            query: Some("redirect_to=x&reauth=1".into()),
+            method: http::Method::GET,
+            host: Some(Field::from_static("example.com")),
+            uri: http::Uri::from_static("/wp-login.php?redirect_to=x&reauth=1"),
             version: "HTTP/1.1",
             status: 200,
             bytes_in: 0,
@@ -625,8 +671,8 @@ mod tests {
             upstream_error: None,
             user: None,
             route: Route::Proxy,
-            cf_ray: Some("8e4f-LHR".into()),
-            user_agent: Some("Mozilla/5.0 \"quoted\"".into()),
+            cf_ray: Some(Field::from_static("8e4f-LHR")),
+            user_agent: Some(Field::from_static("Mozilla/5.0 \"quoted\"")),
             referer: None,
             quiet: false,
         }
@@ -641,6 +687,27 @@ mod tests {
         assert!(record()
             .to_combined(true)
             .contains("?redirect_to=-&reauth=- "));
+    }
+
+    #[test]
+    fn combined_line_escapes_quotes_backslashes_and_control_bytes_in_every_quoted_field() {
+        let mut r = record();
+        r.user = Some("a\"b\\c\nd".into());
+        r.referer = Some(Field::from(
+            &http::HeaderValue::from_bytes("x\"y é".as_bytes()).unwrap(),
+        ));
+        r.uri = http::Uri::from_static("/p?q=1");
+        assert_eq!(
+            r.to_combined(false),
+            "203.0.113.9 - a\\\"b\\\\c\\x0ad [24/Nov/2026:06:00:00 +0000] \"GET /p?q=1 HTTP/1.1\" 200 1234 \"x\\\"y é\" \"Mozilla/5.0 \\\"quoted\\\"\""
+        );
+        r.bytes_out = 0;
+        r.user = None;
+        r.referer = None;
+        assert!(r.to_combined(true).contains("- - ["));
+        assert!(r
+            .to_combined(true)
+            .contains("\"GET /p?q=- HTTP/1.1\" 200 - \"-\""));
     }
 
     use serde::Serialize;
@@ -662,7 +729,7 @@ mod tests {
         listener: &'static str,
         tls: Option<JsonTls<'a>>,
         method: &'a str,
-        host: Option<&'a str>,
+        host: Option<String>,
         path: &'a str,
         http_version: &'a str,
         query: Option<String>,
@@ -678,9 +745,9 @@ mod tests {
         user: Option<&'a str>,
         route: &'static str,
         side: Option<&'static str>,
-        cf_ray: Option<&'a str>,
-        user_agent: Option<&'a str>,
-        referer: Option<&'a str>,
+        cf_ray: Option<String>,
+        user_agent: Option<String>,
+        referer: Option<String>,
     }
 
     /// The reference: the same line through serde_json.
@@ -699,11 +766,11 @@ mod tests {
                 sni: t.sni.as_deref(),
                 client_cert_verified: t.client_cert_verified,
             }),
-            method: &r.method,
-            host: r.host.as_deref(),
-            path: &r.path,
+            method: r.method.as_str(),
+            host: r.host.as_ref().map(|v| v.text().into_owned()),
+            path: r.path(),
             http_version: r.version,
-            query: r.query.as_deref().map(|q| {
+            query: r.query().map(|q| {
                 if redact {
                     redact_query(q)
                 } else {
@@ -720,9 +787,9 @@ mod tests {
             user: r.user.as_deref(),
             route: r.route.as_str(),
             side: r.side().as_str(),
-            cf_ray: r.cf_ray.as_deref(),
-            user_agent: r.user_agent.as_deref(),
-            referer: r.referer.as_deref(),
+            cf_ray: r.cf_ray.as_ref().map(|v| v.text().into_owned()),
+            user_agent: r.user_agent.as_ref().map(|v| v.text().into_owned()),
+            referer: r.referer.as_ref().map(|v| v.text().into_owned()),
         };
         serde_json::to_value(&line).unwrap()
     }
@@ -732,9 +799,17 @@ mod tests {
         let mut records = vec![record()];
         let mut odd = record();
         odd.ts = SystemTime::UNIX_EPOCH + Duration::from_nanos(1_795_500_000_123_456_789);
-        odd.user_agent = Some("quote \" backslash \\ newline \n tab \t bell \u{7} é 雪 😀".into());
-        odd.user = Some("ëditor".into());
-        odd.query = None;
+        // Control characters cannot be in a header value; a Basic-auth user name can hold them.
+        odd.user = Some("quote \" backslash \\ newline \n tab \t bell \u{7} ëditor 雪 😀".into());
+        // Header values may carry UTF-8 (obs-text bytes) and invalid bytes: logged lossily.
+        odd.user_agent = Some(Field::from(
+            &http::HeaderValue::from_bytes("quote \" backslash \\ tab \t é 雪 😀".as_bytes())
+                .unwrap(),
+        ));
+        odd.referer = Some(Field::from(
+            &http::HeaderValue::from_bytes(b"https://example.com/\xff\xfe").unwrap(),
+        ));
+        odd.uri = http::Uri::from_static("/p");
         odd.upstream = None;
         odd.upstream_status = None;
         odd.upstream_error = Some("refused");

@@ -92,7 +92,7 @@ pub fn is_self_redirect(location: &str, scheme: &str, host: &str, path_and_query
 /// Facts read once from the request head as it arrived, before the pipeline strips what it
 /// must: what the access log and the diagnostics need of the original.
 pub struct HeadFacts {
-    pub cf_ray: Option<String>,
+    pub cf_ray: Option<http::HeaderValue>,
     pub cf_visitor_https: bool,
     pub cloudflare_headers: bool,
     /// `doctor` marked this request (`X-Origin-Gate-Doctor`); honoured from loopback peers only.
@@ -109,9 +109,7 @@ impl HeadFacts {
     pub fn read(headers: &HeaderMap) -> HeadFacts {
         let cf_visitor = headers.get("cf-visitor").and_then(|v| v.to_str().ok());
         HeadFacts {
-            cf_ray: headers
-                .get("cf-ray")
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+            cf_ray: headers.get("cf-ray").cloned(),
             cf_visitor_https: cf_visitor.and_then(cf_visitor_scheme) == Some(Scheme::Https),
             cloudflare_headers: cf_visitor.is_some()
                 || headers.contains_key("cf-connecting-ip")

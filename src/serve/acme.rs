@@ -16,7 +16,7 @@ use crate::serve::respond::{full, text_response, ProxyBody};
 /// rules it is INFO, outside them a WARN naming the rule.
 pub fn log_acme(record: &AccessRecord, status: StatusCode, headers: &HeaderMap, answered_by: &str) {
     let token = record
-        .path
+        .path()
         .strip_prefix(pipeline::ACME_CHALLENGE_PREFIX)
         .unwrap_or("");
     let token_prefix = token.get(..8).unwrap_or(token);
@@ -33,11 +33,10 @@ pub fn log_acme(record: &AccessRecord, status: StatusCode, headers: &HeaderMap, 
         let from = access::AcmeHop {
             https: record.scheme == Scheme::Https,
             host: record
-                .host
-                .as_deref()
-                .map(|h| crate::decide::forwarded::host_name(h).to_ascii_lowercase())
+                .host()
+                .map(|h| crate::decide::forwarded::host_name(&h).to_ascii_lowercase())
                 .unwrap_or_default(),
-            path_and_query: record.path.clone(),
+            path_and_query: record.path().to_string(),
         };
         match access::acme_redirect(&from, location) {
             Ok(_) => {

@@ -189,7 +189,7 @@ async fn basic_auth(
 ) -> Result<(), Response<ProxyBody>> {
     let refused = match check.credentials(headers) {
         Credentials::Missing => {
-            debug!(client = %record.client_ip, path = %record.path, "Basic auth: credentials requested");
+            debug!(client = %record.client_ip, path = %record.path(), "Basic auth: credentials requested");
             None
         }
         Credentials::Malformed => Some("malformed Authorization header"),
@@ -216,7 +216,7 @@ async fn basic_auth(
     };
     if let Some(reason) = refused {
         let user = record.user.as_deref().unwrap_or("-");
-        warn!(user, reason, client = %record.client_ip, path = %record.path, "Basic auth failed");
+        warn!(user, reason, client = %record.client_ip, path = %record.path(), "Basic auth failed");
     }
     let mut resp = text_response(StatusCode::UNAUTHORIZED, "Authentication required.");
     resp.headers_mut()

@@ -47,7 +47,7 @@ pub async fn handle(
     // One snapshot for the whole request, even if a reload swaps it meanwhile.
     let runtime = shared.runtime.load_full();
     let decision = pipeline::decide(&runtime.pipeline, &conn, &mut parts);
-    let mut record = AccessRecord::begin(start, &conn, &parts, &decision, seen.cf_ray.clone());
+    let mut record = AccessRecord::begin(start, &conn, &parts, &decision, seen.cf_ray.as_ref());
     // doctor's probes, from this machine only, must not look like traffic or failed renewals.
     record.quiet = seen.doctor && conn.peer.ip().is_loopback();
     diag::request(
@@ -108,13 +108,13 @@ pub async fn handle(
                 shared.metrics.rate_limited(limiter.label(refusal.rule));
             }
             (
-                respond::local(&decision, &conn, &shared.diag, &record.path),
+                respond::local(&decision, &conn, &shared.diag, record.path()),
                 None,
                 None,
             )
         }
         _ => (
-            respond::local(&decision, &conn, &shared.diag, &record.path),
+            respond::local(&decision, &conn, &shared.diag, record.path()),
             None,
             None,
         ),
@@ -226,8 +226,8 @@ impl Drop for LoggedBody {
         debug!(
             target: "origin_gate::request",
             method = %r.method,
-            host = r.host.as_deref().unwrap_or("-"),
-            path = %r.path,
+            host = r.host().as_deref().unwrap_or("-"),
+            path = %r.path(),
             status = r.status,
             duration_ms = %format_args!("{:.3}", r.duration.as_secs_f64() * 1000.0),
             bytes = r.bytes_out,
@@ -236,7 +236,7 @@ impl Drop for LoggedBody {
             "request"
         );
         if r.quiet {
-            debug!(path = %r.path, status = r.status, "doctor probe");
+            debug!(path = %r.path(), status = r.status, "doctor probe");
             return;
         }
         let log = &self.runtime.config.log;

@@ -151,7 +151,7 @@ pub fn retry_after_secs(wait: Duration) -> u64 {
 /// 408: the client stalled in the middle of its body; nothing more is read from the connection.
 pub fn body_stalled(record: &mut AccessRecord, after: Duration) -> Response<ProxyBody> {
     record.route = Route::BodyTimeout;
-    info!(client = %record.client_ip, path = %record.path, timeout = ?after, "the client stopped sending its request body (limits.body_read_timeout): 408, the backend connection released");
+    info!(client = %record.client_ip, path = %record.path(), timeout = ?after, "the client stopped sending its request body (limits.body_read_timeout): 408, the backend connection released");
     closing(text_response(
         StatusCode::REQUEST_TIMEOUT,
         "Request body timed out.",
@@ -161,7 +161,7 @@ pub fn body_stalled(record: &mut AccessRecord, after: Duration) -> Response<Prox
 /// 413 for a body over `[[limits.body]]` (found while reading it).
 pub fn body_too_large(record: &mut AccessRecord, limit: Option<u64>) -> Response<ProxyBody> {
     record.route = Route::TooLarge;
-    info!(client = %record.client_ip, path = %record.path, limit = limit.unwrap_or(0), "request body over its [[limits.body]] maximum: 413");
+    info!(client = %record.client_ip, path = %record.path(), limit = limit.unwrap_or(0), "request body over its [[limits.body]] maximum: 413");
     closing(text_response(
         StatusCode::PAYLOAD_TOO_LARGE,
         "Request body too large.",
@@ -171,7 +171,7 @@ pub fn body_too_large(record: &mut AccessRecord, limit: Option<u64>) -> Response
 /// 400 for a malformed or truncated body (bad chunk size, early close): the client's fault.
 pub fn body_broken(record: &mut AccessRecord) -> Response<ProxyBody> {
     record.route = Route::BadRequest;
-    info!(client = %record.client_ip, path = %record.path, "malformed or truncated request body: 400");
+    info!(client = %record.client_ip, path = %record.path(), "malformed or truncated request body: 400");
     closing(text_response(
         StatusCode::BAD_REQUEST,
         "Malformed request body.",
