@@ -457,6 +457,61 @@ async fn doctor_leaves_a_clean_log_and_knows_who_answers() {
     drop(other);
 }
 
+/// With `server_names = []` (any host, the example's default) doctor's probes reach the ACME
+/// and lockdown paths instead of a 421: the instance still logs them at debug only (the outside
+/// trial saw "not a valid ACME challenge path" at INFO after every doctor run).
+#[tokio::test]
+async fn doctor_probes_leave_no_lines_without_server_names() {
+    let backend = Backend::start_mode(BackendMode::Normal).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (http, https) = (free_port(), free_port());
+    let path = dir.path().join("any.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[listen]\nhttp = [\"127.0.0.1:{http}\"]\nhttps = [\"127.0.0.1:{https}\"]\n[backend]\nurl = \"{}\"\n[trust]\nonly_trusted_peers = true\n",
+            backend.url()
+        ),
+    )
+    .unwrap();
+    let gate = GateProcess::spawn(&path);
+    let doctor = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            Command::new(binary())
+                .args(["doctor", "--config"])
+                .arg(&path)
+                .output()
+                .unwrap()
+        })
+    }
+    .await
+    .unwrap();
+    assert!(!doctor.stdout.is_empty());
+    // A bad request after doctor is logged at INFO: every line before it is doctor's.
+    let mut s = connect_from(UNTRUSTED_SRC, gate.http).await;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(b"GET / HTTP/1.1\r\nHost: bad host\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let _ = s.read(&mut buf).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left = deadline
+            .checked_duration_since(std::time::Instant::now())
+            .expect("the bad-request line within 10 s");
+        let line = gate.log.recv_timeout(left).unwrap();
+        if line.contains("bad request") {
+            break;
+        }
+        assert!(
+            !line.contains("ACME") && !line.contains("lockdown") && !line.contains("WARN"),
+            "doctor's probe left a line: {line}"
+        );
+    }
+}
+
 /// The outside trial's config: `check` found 16 problems, doctor 10 and then said "1 problem to
 /// fix". doctor's configuration step is check's one-pass list, line for line — the self-loop,
 /// missing certificate and key files and htpasswd problems included — and its summary counts

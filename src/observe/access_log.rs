@@ -33,7 +33,14 @@ pub enum Side {
 }
 
 impl Side {
-    pub fn of(route: Route, status: u16, upstream_error: Option<&str>) -> Side {
+    /// `upstream_status`: what the backend answered, when it did — a backend's own 5xx passed
+    /// on to the visitor is the backend's failure, not origin-gate's.
+    pub fn of(
+        route: Route,
+        status: u16,
+        upstream_status: Option<u16>,
+        upstream_error: Option<&str>,
+    ) -> Side {
         match route {
             Route::Lockdown
             | Route::TooLarge
@@ -45,6 +52,7 @@ impl Side {
             | Route::BodyTimeout
             | Route::RateLimited => Side::Client,
             _ if upstream_error.is_some() => Side::Backend,
+            _ if status >= 500 && upstream_status == Some(status) => Side::Backend,
             _ if status >= 500 => Side::Gate,
             _ => Side::None,
         }
@@ -194,7 +202,12 @@ impl AccessRecord {
 
     /// Which side failed, if any.
     pub fn side(&self) -> Side {
-        Side::of(self.route, self.status, self.upstream_error)
+        Side::of(
+            self.route,
+            self.status,
+            self.upstream_status,
+            self.upstream_error,
+        )
     }
 
     /// The JSON line, written by hand: measured against serde_json on the hot-path bench, the
@@ -687,6 +700,28 @@ mod tests {
         assert!(record()
             .to_combined(true)
             .contains("?redirect_to=-&reauth=- "));
+    }
+
+    #[test]
+    fn a_backend_5xx_passed_on_is_the_backends_and_origin_gates_own_is_its_own() {
+        let side = |status, upstream_status, error| {
+            Side::of(Route::Proxy, status, upstream_status, error).as_str()
+        };
+        assert_eq!(side(501, Some(501), None), Some("backend"));
+        assert_eq!(side(503, Some(503), None), Some("backend"));
+        assert_eq!(side(502, None, Some("refused")), Some("backend"));
+        assert_eq!(
+            side(502, Some(101), Some("unrequested_upgrade")),
+            Some("backend")
+        );
+        // origin-gate's own 5xx (no backend answer, or an answer it replaced).
+        assert_eq!(side(500, None, None), Some("origin-gate"));
+        assert_eq!(side(502, Some(200), None), Some("origin-gate"));
+        assert_eq!(side(200, Some(200), None), None);
+        assert_eq!(
+            Side::of(Route::RateLimited, 429, None, None).as_str(),
+            Some("client")
+        );
     }
 
     #[test]

@@ -108,13 +108,13 @@ pub async fn handle(
                 shared.metrics.rate_limited(limiter.label(refusal.rule));
             }
             (
-                respond::local(&decision, &conn, &shared.diag, record.path()),
+                respond::local(&decision, &conn, &shared.diag, record.path(), record.quiet),
                 None,
                 None,
             )
         }
         _ => (
-            respond::local(&decision, &conn, &shared.diag, record.path()),
+            respond::local(&decision, &conn, &shared.diag, record.path(), record.quiet),
             None,
             None,
         ),

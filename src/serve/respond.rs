@@ -10,7 +10,7 @@ use http::header::{HeaderValue, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, LOCATIO
 use http::{Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::decide::pipeline::{self, Action, ConnContext, Decision, Route};
 use crate::observe::access_log::AccessRecord;
@@ -51,16 +51,24 @@ fn closing(mut resp: Response<ProxyBody>) -> Response<ProxyBody> {
 }
 
 /// The answer to a request the pipeline decided not to forward (`Respond`, `Methods`,
-/// `Redirect`), with the log line each route deserves.
+/// `Redirect`), with the log line each route deserves — at debug for `doctor`'s own probes
+/// (`quiet`), which must leave no lines in the running instance's log.
 pub fn local(
     decision: &Decision,
     conn: &ConnContext,
     diag: &Diag,
     path: &str,
+    quiet: bool,
 ) -> Response<ProxyBody> {
     match &decision.action {
         Action::Respond { status, message } => {
             match decision.route {
+                _ if quiet => {
+                    debug!(
+                        route = decision.route.as_str(),
+                        path, "doctor probe answered by origin-gate"
+                    )
+                }
                 Route::Lockdown if diag.allow("lockdown").is_some() => {
                     warn!(peer = %conn.peer, "lockdown: refused a request from a peer outside the trusted ranges")
                 }
