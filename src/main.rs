@@ -96,9 +96,14 @@ fn check(path: Option<PathBuf>) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(problems) => {
-            for p in &problems {
+        Err(failure) => {
+            let problems = &failure.problems;
+            for p in problems {
                 eprintln!("{p}");
+            }
+            // Not problems: origin-gate starts without them (first issuance needs it running).
+            for w in &failure.waiting {
+                eprintln!("WARN {w}");
             }
             eprintln!(
                 "{}: {} problem{} found",

@@ -1485,10 +1485,14 @@ impl Validator<'_> {
             (0, 4096),
             64,
         );
+        // A broken url was reported above; a stand-in keeps the rest of the configuration
+        // checkable (`check` goes on to the files it names). `parse` refuses any configuration
+        // with problems, so the stand-in never serves.
+        let stand_in = !self.problems.is_empty();
         Some(BackendConfig {
             max_idle_connections,
-            target: target?,
-            https_url: https_url?,
+            target: target.or(stand_in.then_some(BackendTarget::Echo))?,
+            https_url: https_url.or(stand_in.then_some(None))?,
             tls_verify: b.tls_verify.unwrap_or(true),
             connect_timeout,
             response_timeout,

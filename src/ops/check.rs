@@ -5,34 +5,48 @@ use std::path::Path;
 use crate::config::{Config, Problem, Source};
 use crate::serve::state::Runtime;
 
-/// The outcome of a check: report lines for a valid setup, or every problem found — syntax,
-/// unknown keys, types, values and the files the configuration names, in one pass, each
-/// pointing at the configuration line it comes from.
-pub fn run(path: &Path) -> Result<Vec<String>, Vec<Problem>> {
+/// A configuration with problems: every one of them, and the certificate files not issued yet,
+/// which are not problems (origin-gate starts without them and serves the self-signed fallback
+/// until they appear: first issuance needs it running) but are worth saying.
+#[derive(Debug)]
+pub struct Failure {
+    pub problems: Vec<Problem>,
+    pub waiting: Vec<Problem>,
+}
+
+/// The outcome of a check: report lines for a valid setup (certificates not issued yet among
+/// its WARN lines), or every problem found — syntax, unknown keys, types, values and the files
+/// the configuration names, in one pass, each pointing at the configuration line it comes from.
+pub fn run(path: &Path) -> Result<Vec<String>, Failure> {
+    let failed = |problems| Failure {
+        problems,
+        waiting: Vec::new(),
+    };
     let text = std::fs::read_to_string(path).map_err(|e| {
-        vec![Problem {
+        failed(vec![Problem {
             file: path.display().to_string(),
             position: None,
             key: String::new(),
             message: format!("cannot read the config file: {e}"),
-        }]
+        }])
     })?;
     let (config, mut problems) = Config::parse_all(&text, Source::File(path.to_path_buf()));
     let Some(config) = config else {
-        return Err(problems);
+        return Err(failed(problems));
     };
     let original = config.clone();
-    // Certificate files are looked at even when something else is wrong, so every missing or
-    // broken one is in this one list (at start, missing ones are waited for: first issuance).
-    if let Ok(store) = crate::serve::tls::CertStore::load(&config) {
-        problems.extend(
-            store
-                .current()
-                .pending
-                .iter()
-                .flat_map(|p| p.problems.clone()),
-        );
-    }
+    // Certificate files are looked at even when something else is wrong, so every missing one
+    // is listed with the rest (as waiting: at start they are waited for, first issuance).
+    let waiting: Vec<Problem> = match crate::serve::tls::CertStore::load(&config) {
+        Ok(store) => store
+            .current()
+            .pending
+            .iter()
+            .flat_map(|p| p.problems.clone())
+            .map(|p| original.locate(p))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
     let prepared = match Runtime::build(config, None) {
         Ok(p) => Some(p),
         Err(file_problems) => {
@@ -44,10 +58,10 @@ pub fn run(path: &Path) -> Result<Vec<String>, Vec<Problem>> {
         let mut problems: Vec<Problem> = problems.into_iter().map(|p| original.locate(p)).collect();
         problems.sort_by_key(|p| p.position.unwrap_or((usize::MAX, 0)));
         problems.dedup();
-        return Err(problems);
+        return Err(Failure { problems, waiting });
     }
     let Some(prepared) = prepared else {
-        return Err(problems);
+        return Err(failed(problems));
     };
     let config = &prepared.config;
     let mut report = vec![format!("{}: configuration is valid", config.source)];

@@ -78,9 +78,16 @@ pub async fn run(path: &Path) -> Vec<Check> {
 /// not issued yet: origin-gate starts without them (first issuance), and then the ACME path is
 /// exactly what the operator needs to see.
 fn configuration(path: &Path) -> (Vec<Check>, Option<(Config, Runtime)>) {
-    let problems = match crate::ops::check::run(path) {
+    // Certificates not issued yet are not `check` problems (origin-gate starts without them) but
+    // doctor judges the whole deployment: they are ✗ here, with the issuance as the fix.
+    let mut problems = match crate::ops::check::run(path) {
         Ok(_) => Vec::new(),
-        Err(problems) => problems,
+        Err(failure) => {
+            let mut all = failure.problems;
+            all.extend(failure.waiting);
+            all.sort_by_key(|p| p.position.unwrap_or((usize::MAX, 0)));
+            all
+        }
     };
     let loaded = Config::load(path)
         .ok()
@@ -89,6 +96,9 @@ fn configuration(path: &Path) -> (Vec<Check>, Option<(Config, Runtime)>) {
         .as_ref()
         .map(|(c, r)| not_issued_yet(c, r))
         .unwrap_or_default();
+    if problems.is_empty() {
+        problems = waiting.clone();
+    }
     let Some(problem_checks) = config_problems(path, &problems, &waiting) else {
         return match loaded {
             Some((config, runtime)) => (
