@@ -475,6 +475,44 @@ async fn doctor_leaves_a_clean_log_and_knows_who_answers() {
     drop(other);
 }
 
+/// Without server_names the loop probe's Host is a stand-in; WordPress first redirects it to
+/// its site address. doctor follows that once with the named host and finds the loop there
+/// (outside trial: "✓ … 301 Moved Permanently (no loop)" for a backend that loops).
+#[tokio::test]
+async fn without_server_names_the_loop_check_follows_the_site_address() {
+    for (mode, looping) in [
+        (BackendMode::UnmappedAtExampleCom, true),
+        (BackendMode::Normal, false),
+    ] {
+        let backend = Backend::start_mode(mode).await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("any.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[listen]\nhttp = [\"127.0.0.1:{}\"]\nhttps = []\n[backend]\nurl = \"{}\"\n",
+                free_port(),
+                backend.url()
+            ),
+        )
+        .unwrap();
+        let (code, out) = doctor_at(path).await;
+        let loop_line = out
+            .lines()
+            .find(|l| l.contains("/wp-admin/") && (l.starts_with('✓') || l.starts_with('✗')))
+            .unwrap_or_else(|| panic!("no loop line: {out}"));
+        if looping {
+            assert_eq!(code, 1, "{out}");
+            assert!(
+                loop_line.starts_with("✗ backend redirects an https visitor's /wp-admin/ to https://example.com/wp-admin/ — a redirect loop"),
+                "{out}"
+            );
+        } else {
+            assert!(loop_line.starts_with("✓ "), "{out}");
+        }
+    }
+}
+
 /// With `server_names = []` (any host, the example's default) doctor's probes reach the ACME
 /// and lockdown paths instead of a 421: the instance still logs them at debug only (the outside
 /// trial saw "not a valid ACME challenge path" at INFO after every doctor run).

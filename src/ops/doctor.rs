@@ -410,7 +410,15 @@ async fn backend(config: &Config, runtime: &Runtime) -> Vec<Check> {
         .cloned()
         .unwrap_or_else(|| "localhost".into());
     let mut out = Vec::new();
-    for path in ["/wp-admin/", "/"] {
+    // Without server_names the probe's Host is a stand-in, and WordPress redirects a host that
+    // is not its site address to the one that is: that redirect is followed once, with the
+    // host it names, so the loop check sees what a visitor to the real name gets.
+    let mut probes: Vec<(&str, String)> = vec![("/wp-admin/", host.clone()), ("/", host.clone())];
+    let mut followed = 0;
+    let mut i = 0;
+    while let Some((path, host)) = probes.get(i).cloned() {
+        i += 1;
+        let path: &str = path;
         // The request exactly as origin-gate forwards it for an https visitor behind Cloudflare.
         let mut head = match Request::get(path)
             .header("host", &host)
@@ -465,6 +473,19 @@ async fn backend(config: &Config, runtime: &Runtime) -> Vec<Check> {
                     l.starts_with("http://")
                         || crate::observe::diag::is_self_redirect(l, "https", &host, path)
                 });
+                let other_host = location
+                    .as_deref()
+                    .filter(|_| status.is_redirection() && !loops)
+                    .and_then(|l| l.parse::<Uri>().ok())
+                    .filter(|u| u.scheme_str() == Some("https") && u.path() == path)
+                    .and_then(|u| u.authority().map(|a| a.to_string()));
+                if let (Some(site), true) = (&other_host, config.server_names.is_empty()) {
+                    if followed < 2 {
+                        followed += 1;
+                        probes.insert(i, (path_static(path), site.clone()));
+                        continue;
+                    }
+                }
                 if status.is_redirection() && loops {
                     out.push(Check::Fail(
                         format!(
@@ -474,14 +495,34 @@ async fn backend(config: &Config, runtime: &Runtime) -> Vec<Check> {
                         "the origin does not map X-Forwarded-Proto: add deploy/wordpress/wp-config-https.php to wp-config.php (or apache-https.conf / nginx-php-fpm.conf), or set backend.https_url".into(),
                     ));
                 } else {
+                    let to = if host
+                        == config
+                            .server_names
+                            .first()
+                            .cloned()
+                            .unwrap_or_else(|| "localhost".into())
+                    {
+                        String::new()
+                    } else {
+                        format!(" for Host {host}")
+                    };
                     out.push(Check::Pass(format!(
-                        "backend {base_text} answers an https visitor's {path} with {status} (no loop)"
+                        "backend {base_text} answers an https visitor's {path}{to} with {status} (no loop)"
                     )));
                 }
             }
         }
     }
     out
+}
+
+/// The probe paths are the two fixed ones; a followed redirect keeps its path.
+fn path_static(path: &str) -> &'static str {
+    if path == "/" {
+        "/"
+    } else {
+        "/wp-admin/"
+    }
 }
 
 /// The "www." twin of a name, or the apex of a "www." name.

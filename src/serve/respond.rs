@@ -122,15 +122,27 @@ pub fn local(
                 } else {
                     String::new()
                 };
+                // A rule's first WARN is its first refusal; later ones sum up what was refused
+                // since the previous WARN (at most one per 10 s).
+                let what = if r.since.is_zero() {
+                    format!(
+                        "refused a request from {} (later refusals are summed up at most every 10 s)",
+                        r.top_client
+                    )
+                } else {
+                    format!(
+                        "refused {} request(s) in the last {} s, most from {} ({})",
+                        r.refused,
+                        r.since.as_secs().max(1),
+                        r.top_client,
+                        r.top_refused
+                    )
+                };
                 warn!(
-                    "rate limit: [[limits.rate]] {} ({} per IP, burst {}) refused {} request(s) in the last {} s, most from {} ({}){flood}; answered 429 with Retry-After",
+                    "rate limit: [[limits.rate]] {} ({} per IP, burst {}) {what}{flood}; answered 429 with Retry-After",
                     r.rule,
                     r.per_ip,
                     r.burst,
-                    r.refused,
-                    r.since.as_secs(),
-                    r.top_client,
-                    r.top_refused
                 );
             } else {
                 tracing::debug!(client = %decision.visitor.client_ip, path, "rate limit: 429");

@@ -337,10 +337,11 @@ fn backend_loops(config: &Config) -> Vec<Problem> {
     }
     let mut out = Vec::new();
     for (key, uri) in backends {
-        let fix = if key == "acme.backend" {
-            "run the ACME responder (certbot --standalone --http-01-port 8402) on another port and point acme.backend there".to_string()
-        } else {
-            format!("move WordPress to 127.0.0.1:8080 and point {key} there")
+        let fix = match key {
+            "acme.backend" => "run the ACME responder (certbot --standalone --http-01-port 8402) on another port and point acme.backend there".to_string(),
+            // WordPress's TLS listener: a port of its own, beside the plain one.
+            "backend.https_url" => "let WordPress's web server answer TLS on 127.0.0.1:8443 and point backend.https_url there (https://127.0.0.1:8443, with backend.tls_verify = false for its self-signed certificate)".to_string(),
+            _ => format!("move WordPress to 127.0.0.1:8080 and point {key} there"),
         };
         let Some(host) = uri.host() else { continue };
         // `localhost.` is `localhost`: the resolver may not know the rooted form.

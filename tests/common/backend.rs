@@ -29,6 +29,9 @@ pub enum BackendMode {
     Normal,
     /// WordPress without the mapping: every visitor looks like http.
     Unmapped,
+    /// The same, with its site address `example.com`: any other Host is first redirected there
+    /// (like WordPress's redirect_canonical), then the https loop.
+    UnmappedAtExampleCom,
     /// Basic auth on everything, the challenge path included.
     ProtectsEverything,
     /// A site-wide redirect to https, the challenge path included.
@@ -238,11 +241,19 @@ async fn backend_handle(
     // What WordPress concludes after the documented wp-config.php mapping.
     let https = is_tls
         || (mode != BackendMode::Unmapped
+            && mode != BackendMode::UnmappedAtExampleCom
             && req
                 .headers()
                 .get("x-forwarded-proto")
                 .is_some_and(|v| v == "https"));
     let resp = match path.as_str() {
+        p if mode == BackendMode::UnmappedAtExampleCom && host != "example.com" => {
+            Response::builder()
+                .status(301)
+                .header("location", format!("https://example.com{p}"))
+                .body(empty())
+                .unwrap()
+        }
         "/slow" => {
             let mut guard = CancelGuard(stats.clone(), false);
             let ms = query_param(req.uri(), "ms").unwrap_or(1000);
