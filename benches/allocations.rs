@@ -8,20 +8,14 @@
 
 use std::hint::black_box;
 
-use origin_gate::decide::pipeline::{self, ConnContext};
-use origin_gate::decide::visitor::Scheme;
+use origin_gate::decide::pipeline;
 
 mod common;
-use common::{cloudflare_request, config, record};
+use common::{cloudflare_conn, cloudflare_request, config, record};
 
 fn main() {
     let cfg = config();
-    let conn = ConnContext::new(
-        "[2c0f:f248::17]:40000".parse().unwrap(),
-        "192.0.2.10:80".parse().unwrap(),
-        Scheme::Http,
-        None,
-    );
+    let conn = cloudflare_conn();
     // One call first: lazily built tables (the forgeable-name index) are not per-request costs.
     black_box(pipeline::decide(&cfg, &conn, &mut cloudflare_request()));
     let mut head = cloudflare_request();

@@ -26,7 +26,7 @@ use origin_gate::serve::state::access_rules;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod common;
-use common::{cloudflare_request, config, record, CONFIG};
+use common::{cloudflare_conn, cloudflare_request, config, record, CONFIG};
 
 fn benches(c: &mut Criterion) {
     let cfg = config();
@@ -101,12 +101,7 @@ fn benches(c: &mut Criterion) {
 /// `cargo bench --bench allocations`, which needs a counting allocator of its own).
 fn hot_path(c: &mut Criterion) {
     let cfg = config();
-    let conn = ConnContext::new(
-        "[2c0f:f248::17]:40000".parse().unwrap(),
-        "192.0.2.10:80".parse().unwrap(),
-        Scheme::Http,
-        None,
-    );
+    let conn = cloudflare_conn();
     let mut head = cloudflare_request();
     let d = pipeline::decide(&cfg, &conn, &mut head);
     c.bench_function("hot_path/decide_and_json_log_line", |b| {
@@ -165,12 +160,7 @@ fn rate_limits(c: &mut Criterion) {
         let (rules, _) = access_rules(&config).unwrap();
         PipelineConfig::new(&config, trusted, rules)
     };
-    let conn = ConnContext::new(
-        "[2c0f:f248::17]:40000".parse().unwrap(),
-        "192.0.2.10:80".parse().unwrap(),
-        Scheme::Http,
-        None,
-    );
+    let conn = cloudflare_conn();
     c.bench_function("rate/decide_post_no_rule_path", |b| {
         b.iter_batched_ref(
             cloudflare_request,

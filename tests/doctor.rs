@@ -434,26 +434,11 @@ async fn doctor_leaves_a_clean_log_and_knows_who_answers() {
             break;
         }
     }
-    let mut s = connect_from(UNTRUSTED_SRC, gate.http).await;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    s.write_all(b"GET / HTTP/1.1\r\nHost: bad host\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = [0u8; 256];
-    let _ = s.read(&mut buf).await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let left = deadline
-            .checked_duration_since(std::time::Instant::now())
-            .expect("the bad-request line within 10 s");
-        let line = gate.log.recv_timeout(left).unwrap();
+    for line in log_lines_before_a_bad_request(&gate).await {
         assert!(
             !line.contains("ACME challenge"),
             "doctor's probe logged as a renewal: {line}"
         );
-        if line.contains("bad request") {
-            break;
-        }
     }
     // The file changed since the instance started: another configuration answers.
     std::fs::write(&path, format!("{text}# edited\n")).unwrap();
@@ -544,27 +529,35 @@ async fn doctor_probes_leave_no_lines_without_server_names() {
     .await
     .unwrap();
     assert!(!doctor.stdout.is_empty());
-    // A bad request after doctor is logged at INFO: every line before it is doctor's.
-    let mut s = connect_from(UNTRUSTED_SRC, gate.http).await;
+    for line in log_lines_before_a_bad_request(&gate).await {
+        assert!(
+            !line.contains("ACME") && !line.contains("lockdown") && !line.contains("WARN"),
+            "doctor's probe left a line: {line}"
+        );
+    }
+}
+
+/// The instance's log lines up to a bad request sent now (logged at INFO): after a doctor run,
+/// every one of them is doctor's doing.
+async fn log_lines_before_a_bad_request(gate: &GateProcess) -> Vec<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = connect_from(UNTRUSTED_SRC, gate.http).await;
     s.write_all(b"GET / HTTP/1.1\r\nHost: bad host\r\n\r\n")
         .await
         .unwrap();
     let mut buf = [0u8; 256];
     let _ = s.read(&mut buf).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut lines = Vec::new();
     loop {
         let left = deadline
             .checked_duration_since(std::time::Instant::now())
             .expect("the bad-request line within 10 s");
         let line = gate.log.recv_timeout(left).unwrap();
         if line.contains("bad request") {
-            break;
+            return lines;
         }
-        assert!(
-            !line.contains("ACME") && !line.contains("lockdown") && !line.contains("WARN"),
-            "doctor's probe left a line: {line}"
-        );
+        lines.push(line);
     }
 }
 

@@ -7,6 +7,7 @@ use http::Request;
 use origin_gate::config::{Config, Source};
 use origin_gate::decide::pipeline::{self, ConnContext, PipelineConfig};
 use origin_gate::decide::trust::TrustedRanges;
+use origin_gate::decide::visitor::Scheme;
 use origin_gate::observe::access_log::AccessRecord;
 use origin_gate::serve::state::access_rules;
 
@@ -57,6 +58,17 @@ x-forwarded-proto: https\r\n\r\n";
         );
     }
     head
+}
+
+/// The connection it arrives on: from a Cloudflare edge address near the end of the list (the
+/// worst case for the range scan), to the plain-http listener (Flexible mode).
+pub fn cloudflare_conn() -> ConnContext {
+    ConnContext::new(
+        "[2c0f:f248::17]:40000".parse().unwrap(),
+        "192.0.2.10:80".parse().unwrap(),
+        Scheme::Http,
+        None,
+    )
 }
 
 /// The pipeline as origin-gate builds it from this configuration: the usual WordPress rules
