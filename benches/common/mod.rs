@@ -36,14 +36,16 @@ upgrade-insecure-requests: 1\r\n\
 user-agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36\r\n\
 x-forwarded-for: 203.0.113.195\r\n\
 x-forwarded-proto: https\r\n\r\n";
-    let raw = bytes::Bytes::from_static(HEAD.as_bytes());
+    // One binding: every use of a `const` may be a copy of its own (debug builds), and the
+    // offsets below are taken against this one.
+    let text: &str = HEAD;
     // Not 'static in the server: a shared buffer, like hyper's frozen read buffer.
-    let raw = bytes::Bytes::from(raw.to_vec());
+    let raw = bytes::Bytes::from(text.as_bytes().to_vec());
     let at = |part: &str| {
-        let start = part.as_ptr() as usize - HEAD.as_ptr() as usize;
+        let start = part.as_ptr() as usize - text.as_ptr() as usize;
         raw.slice(start..start + part.len())
     };
-    let mut lines = HEAD.split("\r\n");
+    let mut lines = text.split("\r\n");
     let request_line = lines.next().unwrap();
     let target = request_line.split(' ').nth(1).unwrap();
     let fields: Vec<&str> = lines.take_while(|l| !l.is_empty()).collect();
