@@ -52,6 +52,12 @@ fn check_names_file_line_key_and_fix_for_each_broken_config() {
             ],
         ),
         (
+            // A boolean where a header value belongs: the fix shows one.
+            "hsts-bool.toml",
+            "[backend]\nurl = \"http://127.0.0.1:8080\"\n[https]\nhsts = true\n".into(),
+            vec![format!("{d}/hsts-bool.toml:4:8 https.hsts: invalid type: boolean `true`, expected a string; write it in quotes: hsts = \"max-age=31536000\"")],
+        ),
+        (
             "wildcard-name.toml",
             "server_names = [\"*.example.com\"]\n[backend]\nurl = \"http://127.0.0.1:8080\"\n".into(),
             vec![format!("{d}/wildcard-name.toml:1:17 server_names: \"*.example.com\" is not a host name; write it like \"example.com\" (no scheme, port or path; wildcards only in [[tls.certs]] hosts: list each name)")],
@@ -79,7 +85,7 @@ fn check_names_file_line_key_and_fix_for_each_broken_config() {
         (
             "wrong-type.toml",
             "[backend]\nurl = 8080\n".into(),
-            vec![format!("{d}/wrong-type.toml:2:7 backend.url: invalid type: integer `8080`, expected a string; write it in quotes: url = \"…\"")],
+            vec![format!("{d}/wrong-type.toml:2:7 backend.url: invalid type: integer `8080`, expected a string; write it in quotes: url = \"http://127.0.0.1:8080\"")],
         ),
         (
             "several.toml",
@@ -536,7 +542,7 @@ fn check_keeps_block_indexes_and_finds_clashing_listeners() {
         format!("{d}/blocks.toml:8:1 access[0].prefix: is required; write prefix = \"/wp-admin/\" in this block"),
         format!("{d}/blocks.toml:10:12 access[0].htpasswd: {d}/nope: cannot read the htpasswd file: No such file or directory (os error 2)"),
         format!("{d}/blocks.toml:13:10 access[1].allow: \"x\" is not a CIDR range; write it like \"203.0.113.0/24\" or \"2001:db8::/32\""),
-        format!("{d}/blocks.toml:15:10 access[2].prefix: invalid type: integer `5`, expected a string; write it in quotes: prefix = \"…\""),
+        format!("{d}/blocks.toml:15:10 access[2].prefix: invalid type: integer `5`, expected a string; write it in quotes: prefix = \"/wp-admin/\""),
         format!("{d}/blocks.toml:16:1 tls.certs[0].key: is required; write key = \"/etc/letsencrypt/live/example.com/privkey.pem\" in this block"),
         format!("{d}/blocks.toml:18:1 limits.rate[0].prefix: is required; write prefix = \"/wp-login.php\" in this block"),
         format!("{d}/blocks.toml:18:1 limits.rate[0].per_ip: is required; write per_ip = \"30/m\" in this block"),

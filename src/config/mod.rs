@@ -576,7 +576,7 @@ fn hint_for_serde_message(message: &str, path: &str) -> String {
         } else if message.contains("expected a sequence") {
             format!("write it as a list: {leaf} = [\"…\"]")
         } else if message.contains("expected a string") {
-            format!("write it in quotes: {leaf} = \"…\"")
+            format!("write it in quotes: {leaf} = \"{}\"", example_string(leaf))
         } else if message.contains("expected a boolean") {
             format!("write {leaf} = true or {leaf} = false, without quotes")
         } else if message.contains("expected i64") || message.contains("integer") {
@@ -604,7 +604,27 @@ fn hint_for_serde_message(message: &str, path: &str) -> String {
     message.to_string()
 }
 
-/// `info`, or `warn,origin_gate::proxy=debug`: levels and `target=level` pairs only.
+/// A value to show in "write it in quotes" for string keys whose form is not obvious (`hsts =
+/// true` must become a header value, not `"true"`).
+fn example_string(leaf: &str) -> &'static str {
+    match leaf {
+        "hsts" => "max-age=31536000",
+        "level" => "info",
+        "access" => "json",
+        "per_ip" => "30/m",
+        "prefix" => "/wp-admin/",
+        "url" | "backend" => "http://127.0.0.1:8080",
+        "https_url" => "https://127.0.0.1:8443",
+        "listen" => "127.0.0.1:9901",
+        "edge_header" => "X-Origin-Secret",
+        l if l.ends_with("_timeout") || l.ends_with("_interval") || l.ends_with("_overlap") => {
+            "30s"
+        }
+        _ => "…",
+    }
+}
+
+/// `info`, or `warn,origin_gate::serve::forward=debug`: levels and `target=level` pairs only.
 fn is_level_directive_list(s: &str) -> bool {
     const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
     let level = |l: &str| LEVELS.contains(&l.trim().to_ascii_lowercase().as_str());
