@@ -436,6 +436,13 @@ fn push_json_opt(out: &mut String, s: Option<&str>) {
 /// Escapes what would break a quoted combined-log field (quotes, backslashes, control bytes),
 /// appending to the line.
 fn push_quote_free(out: &mut String, s: &str) {
+    // Nearly every field is printable ASCII with nothing to escape: copied whole.
+    if s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
