@@ -12,16 +12,14 @@ use http::header::{
 use http::HeaderMap;
 
 use crate::decide::visitor::{Scheme, Visitor};
+pub use crate::decide::visitor::{
+    CF_CONNECTING_IP, CF_VISITOR, TRUE_CLIENT_IP, X_FORWARDED_FOR, X_FORWARDED_PROTO,
+};
 
-pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 pub const X_FORWARDED_SSL: HeaderName = HeaderName::from_static("x-forwarded-ssl");
 pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-pub const CF_CONNECTING_IP: HeaderName = HeaderName::from_static("cf-connecting-ip");
-pub const TRUE_CLIENT_IP: HeaderName = HeaderName::from_static("true-client-ip");
-pub const CF_VISITOR: HeaderName = HeaderName::from_static("cf-visitor");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 /// httpoxy (CVE-2016-5385): `Proxy:` becomes `HTTP_PROXY`, which PHP HTTP clients (Guzzle,

@@ -297,7 +297,10 @@ impl RateLimiter {
         let mut matched = Matched::default();
         // The common case — no rule's prefix matches the path and nothing reroutes it — costs
         // one comparison per rule. (`%`: a parameter name may be encoded, `rest%5Froute`.)
-        let rerouted = query.is_some_and(|q| q.contains("route") || q.contains('%'))
+        // (A byte scan, not `str::contains`: building its substring searcher cost ~40 ns on
+        // every request with a query.)
+        let rerouted = query
+            .is_some_and(|q| q.as_bytes().windows(5).any(|w| w == b"route") || q.contains('%'))
             || (path.contains('.') && contains_ci(path.as_bytes(), b".php/"));
         let on_path = self
             .rules

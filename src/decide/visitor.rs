@@ -11,9 +11,18 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
+use http::header::HeaderName;
 use http::HeaderMap;
 
 use crate::decide::trust::{canonical, TrustedRanges};
+
+// The headers the visitor is read from, as names built once: a `&str` lookup parses the name
+// again on every request.
+pub const CF_CONNECTING_IP: HeaderName = HeaderName::from_static("cf-connecting-ip");
+pub const TRUE_CLIENT_IP: HeaderName = HeaderName::from_static("true-client-ip");
+pub const CF_VISITOR: HeaderName = HeaderName::from_static("cf-visitor");
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// The scheme of a hop or of the visitor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -102,7 +111,7 @@ pub fn resolve(
         };
     }
     let mut anomaly = None;
-    let connecting = match single_ip(headers, "cf-connecting-ip") {
+    let connecting = match single_ip(headers, &CF_CONNECTING_IP) {
         Ok(ip) => ip,
         Err(a) => {
             anomaly = Some(a);
@@ -113,7 +122,7 @@ pub fn resolve(
         .or_else(|| rightmost_untrusted_xff(headers, trusted))
         .unwrap_or(peer);
     if anomaly.is_none() {
-        let true_client = headers.get_all("true-client-ip").iter().any(|v| {
+        let true_client = headers.get_all(&TRUE_CLIENT_IP).iter().any(|v| {
             std::str::from_utf8(v.as_bytes())
                 .ok()
                 .and_then(|s| s.trim().parse::<IpAddr>().ok())
@@ -124,9 +133,9 @@ pub fn resolve(
             anomaly = Some(EdgeAnomaly::TrueClientIpDisagrees);
         }
     }
-    let scheme = header_str(headers, "cf-visitor")
+    let scheme = header_str(headers, &CF_VISITOR)
         .and_then(cf_visitor_scheme)
-        .or_else(|| header_str(headers, "x-forwarded-proto").and_then(forwarded_proto))
+        .or_else(|| header_str(headers, &X_FORWARDED_PROTO).and_then(forwarded_proto))
         .unwrap_or(listener);
     Visitor {
         client_ip,
@@ -138,7 +147,7 @@ pub fn resolve(
 
 /// The one address a single-valued address header carries: `Ok(None)` when absent, an anomaly
 /// when values differ or do not parse.
-fn single_ip(headers: &HeaderMap, name: &str) -> Result<Option<IpAddr>, EdgeAnomaly> {
+fn single_ip(headers: &HeaderMap, name: &HeaderName) -> Result<Option<IpAddr>, EdgeAnomaly> {
     let mut found: Option<IpAddr> = None;
     for v in headers.get_all(name) {
         let ip = std::str::from_utf8(v.as_bytes())
@@ -154,7 +163,7 @@ fn single_ip(headers: &HeaderMap, name: &str) -> Result<Option<IpAddr>, EdgeAnom
     Ok(found)
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -195,7 +204,7 @@ fn parse_scheme(s: &str) -> Option<Scheme> {
 fn rightmost_untrusted_xff(headers: &HeaderMap, trusted: &TrustedRanges) -> Option<IpAddr> {
     // Several X-Forwarded-For lines form one list, in order (RFC 9110 §5.3).
     let values: Vec<&str> = headers
-        .get_all("x-forwarded-for")
+        .get_all(&X_FORWARDED_FOR)
         .iter()
         .map(|v| v.to_str().ok())
         .collect::<Option<_>>()?;

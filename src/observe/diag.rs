@@ -4,11 +4,12 @@
 
 use std::collections::HashMap;
 
+use http::header::HeaderName;
 use http::HeaderMap;
 use tracing::{info, warn};
 
 use crate::decide::pipeline::{ConnContext, Decision, Route};
-use crate::decide::visitor::{cf_visitor_scheme, Scheme};
+use crate::decide::visitor::{cf_visitor_scheme, Scheme, CF_CONNECTING_IP, CF_VISITOR};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -107,14 +108,18 @@ pub const CONFIG_HEADER: &str = "x-origin-gate-config";
 
 impl HeadFacts {
     pub fn read(headers: &HeaderMap) -> HeadFacts {
-        let cf_visitor = headers.get("cf-visitor").and_then(|v| v.to_str().ok());
+        // Names built once (a `&str` lookup parses the name on every request).
+        const CF_RAY: HeaderName = HeaderName::from_static("cf-ray");
+        const DOCTOR: HeaderName = HeaderName::from_static(DOCTOR_HEADER);
+        let cf_visitor = headers.get(&CF_VISITOR).and_then(|v| v.to_str().ok());
+        let cf_ray = headers.get(&CF_RAY).cloned();
         HeadFacts {
-            cf_ray: headers.get("cf-ray").cloned(),
             cf_visitor_https: cf_visitor.and_then(cf_visitor_scheme) == Some(Scheme::Https),
             cloudflare_headers: cf_visitor.is_some()
-                || headers.contains_key("cf-connecting-ip")
-                || headers.contains_key("cf-ray"),
-            doctor: headers.contains_key(DOCTOR_HEADER),
+                || cf_ray.is_some()
+                || headers.contains_key(&CF_CONNECTING_IP),
+            cf_ray,
+            doctor: headers.contains_key(&DOCTOR),
         }
     }
 }
