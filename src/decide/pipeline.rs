@@ -258,6 +258,17 @@ pub const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 
 /// Decides what to do with a request head, rewriting its headers in place for forwarding.
 pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Decision {
+    decide_at(cfg, conn, req, std::time::Instant::now())
+}
+
+/// [`decide`] for a request that arrived at `now` (the handler's own start time, which it reads
+/// anyway: rate limits count from it instead of reading the clock again).
+pub fn decide_at(
+    cfg: &PipelineConfig,
+    conn: &ConnContext,
+    req: &mut Parts,
+    now: std::time::Instant,
+) -> Decision {
     let in_ranges = cfg.peer_in_ranges(conn);
     let peer_trusted = in_ranges && cfg.edge.as_ref().is_none_or(|e| e.admits(&req.headers));
     let visitor = visitor::resolve(
@@ -467,7 +478,7 @@ pub fn decide(cfg: &PipelineConfig, conn: &ConnContext, req: &mut Parts) -> Deci
                 } else {
                     visitor.client_ip
                 };
-                if let Err(refusal) = limiter.check(&rules, ClientKey::of(ip)) {
+                if let Err(refusal) = limiter.check(&rules, ClientKey::of(ip), now) {
                     let action = Action::RateLimited(refusal);
                     return decision(Some(host), Route::RateLimited, action);
                 }

@@ -347,8 +347,7 @@ impl RateLimiter {
 
     /// Counts one request from `client` against every rule in `rules`: `Ok` when each allows it,
     /// else the first refusal.
-    pub fn check(&self, rules: &Matched, client: ClientKey) -> Result<(), Refusal> {
-        let now = Instant::now();
+    pub fn check(&self, rules: &Matched, client: ClientKey, now: Instant) -> Result<(), Refusal> {
         rules
             .as_slice()
             .iter()
@@ -858,14 +857,14 @@ mod tests {
             &http::Method::POST,
             &HeaderMap::new(),
         );
-        assert!(l.check(&both, v).is_ok());
+        assert!(l.check(&both, v, Instant::now()).is_ok());
         let xmlrpc_too = l.matching_rules(
             "/xmlrpc.php/index.php/wp-login.php",
             None,
             &http::Method::POST,
             &HeaderMap::new(),
         );
-        assert_eq!(l.check(&xmlrpc_too, v).unwrap_err().rule, 1);
+        assert_eq!(l.check(&xmlrpc_too, v, Instant::now()).unwrap_err().rule, 1);
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub async fn handle(
     let original_target = original_uri.path_and_query().map_or("/", |pq| pq.as_str());
     // One snapshot for the whole request, even if a reload swaps it meanwhile.
     let runtime = shared.runtime.load_full();
-    let decision = pipeline::decide(&runtime.pipeline, &conn, &mut parts);
+    let decision = pipeline::decide_at(&runtime.pipeline, &conn, &mut parts, start);
     let mut record = AccessRecord::begin(start, &conn, &parts, &decision, seen.cf_ray.as_ref());
     // doctor's probes, from this machine only, must not look like traffic or failed renewals.
     record.quiet = seen.doctor && conn.peer.ip().is_loopback();
