@@ -404,7 +404,7 @@ async fn backend(config: &Config, runtime: &Runtime) -> Vec<Check> {
         ))];
     }
     let client = probe_client();
-    let host = config
+    let first_host = config
         .server_names
         .first()
         .cloned()
@@ -413,12 +413,14 @@ async fn backend(config: &Config, runtime: &Runtime) -> Vec<Check> {
     // Without server_names the probe's Host is a stand-in, and WordPress redirects a host that
     // is not its site address to the one that is: that redirect is followed once, with the
     // host it names, so the loop check sees what a visitor to the real name gets.
-    let mut probes: Vec<(&str, String)> = vec![("/wp-admin/", host.clone()), ("/", host.clone())];
+    let mut probes: Vec<(&'static str, String)> = vec![
+        ("/wp-admin/", first_host.clone()),
+        ("/", first_host.clone()),
+    ];
     let mut followed = 0;
     let mut i = 0;
     while let Some((path, host)) = probes.get(i).cloned() {
         i += 1;
-        let path: &str = path;
         // The request exactly as origin-gate forwards it for an https visitor behind Cloudflare.
         let mut head = match Request::get(path)
             .header("host", &host)
@@ -482,7 +484,7 @@ async fn backend(config: &Config, runtime: &Runtime) -> Vec<Check> {
                 if let (Some(site), true) = (&other_host, config.server_names.is_empty()) {
                     if followed < 2 {
                         followed += 1;
-                        probes.insert(i, (path_static(path), site.clone()));
+                        probes.insert(i, (path, site.clone()));
                         continue;
                     }
                 }
@@ -495,13 +497,7 @@ async fn backend(config: &Config, runtime: &Runtime) -> Vec<Check> {
                         "the origin does not map X-Forwarded-Proto: add deploy/wordpress/wp-config-https.php to wp-config.php (or apache-https.conf / nginx-php-fpm.conf), or set backend.https_url".into(),
                     ));
                 } else {
-                    let to = if host
-                        == config
-                            .server_names
-                            .first()
-                            .cloned()
-                            .unwrap_or_else(|| "localhost".into())
-                    {
+                    let to = if host == first_host {
                         String::new()
                     } else {
                         format!(" for Host {host}")
@@ -514,15 +510,6 @@ async fn backend(config: &Config, runtime: &Runtime) -> Vec<Check> {
         }
     }
     out
-}
-
-/// The probe paths are the two fixed ones; a followed redirect keeps its path.
-fn path_static(path: &str) -> &'static str {
-    if path == "/" {
-        "/"
-    } else {
-        "/wp-admin/"
-    }
 }
 
 /// The "www." twin of a name, or the apex of a "www." name.
