@@ -89,20 +89,20 @@ fn check(path: Option<PathBuf>) -> ExitCode {
         eprintln!("origin-gate check: give the file to check with --config FILE");
         return ExitCode::from(2);
     };
-    match origin_gate::ops::check::run(&path) {
-        Ok(report) => {
-            for line in report {
+    let outcome = origin_gate::ops::check::run(&path);
+    match outcome.problems.as_slice() {
+        [] => {
+            for line in outcome.report {
                 println!("{line}");
             }
             ExitCode::SUCCESS
         }
-        Err(failure) => {
-            let problems = &failure.problems;
+        problems => {
             for p in problems {
                 eprintln!("{p}");
             }
             // Not problems: origin-gate starts without them (first issuance needs it running).
-            for w in &failure.waiting {
+            for w in &outcome.waiting {
                 eprintln!("WARN {w}");
             }
             eprintln!(

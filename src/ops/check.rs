@@ -5,22 +5,28 @@ use std::path::Path;
 use crate::config::{Config, Problem, Source};
 use crate::serve::state::Runtime;
 
-/// A configuration with problems: every one of them, and the certificate files not issued yet,
-/// which are not problems (origin-gate starts without them and serves the self-signed fallback
-/// until they appear: first issuance needs it running) but are worth saying.
-#[derive(Debug)]
-pub struct Failure {
+/// What a check found: report lines for a valid setup (empty when there are problems), every
+/// problem — syntax, unknown keys, types, values and the files the configuration names, in one
+/// pass, each pointing at the configuration line it comes from — and the certificate files not
+/// issued yet, which are not problems (origin-gate starts without them and serves the
+/// self-signed fallback until they appear: first issuance needs it running) but worth saying.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub report: Vec<String>,
     pub problems: Vec<Problem>,
     pub waiting: Vec<Problem>,
 }
 
-/// The outcome of a check: report lines for a valid setup (certificates not issued yet among
-/// its WARN lines), or every problem found — syntax, unknown keys, types, values and the files
-/// the configuration names, in one pass, each pointing at the configuration line it comes from.
-pub fn run(path: &Path) -> Result<Vec<String>, Failure> {
-    let failed = |problems| Failure {
+pub fn run(path: &Path) -> Outcome {
+    match checked(path) {
+        Ok(o) | Err(o) => o,
+    }
+}
+
+fn checked(path: &Path) -> Result<Outcome, Outcome> {
+    let failed = |problems| Outcome {
         problems,
-        waiting: Vec::new(),
+        ..Outcome::default()
     };
     let text = std::fs::read_to_string(path).map_err(|e| {
         failed(vec![Problem {
@@ -58,7 +64,11 @@ pub fn run(path: &Path) -> Result<Vec<String>, Failure> {
         let mut problems: Vec<Problem> = problems.into_iter().map(|p| original.locate(p)).collect();
         problems.sort_by_key(|p| p.position.unwrap_or((usize::MAX, 0)));
         problems.dedup();
-        return Err(Failure { problems, waiting });
+        return Err(Outcome {
+            problems,
+            waiting,
+            ..Outcome::default()
+        });
     }
     let Some(prepared) = prepared else {
         return Err(failed(problems));
@@ -139,5 +149,9 @@ pub fn run(path: &Path) -> Result<Vec<String>, Failure> {
             }
         }
     }
-    Ok(report)
+    Ok(Outcome {
+        report,
+        waiting,
+        ..Outcome::default()
+    })
 }

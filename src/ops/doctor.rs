@@ -80,25 +80,14 @@ pub async fn run(path: &Path) -> Vec<Check> {
 fn configuration(path: &Path) -> (Vec<Check>, Option<(Config, Runtime)>) {
     // Certificates not issued yet are not `check` problems (origin-gate starts without them) but
     // doctor judges the whole deployment: they are ✗ here, with the issuance as the fix.
-    let mut problems = match crate::ops::check::run(path) {
-        Ok(_) => Vec::new(),
-        Err(failure) => {
-            let mut all = failure.problems;
-            all.extend(failure.waiting);
-            all.sort_by_key(|p| p.position.unwrap_or((usize::MAX, 0)));
-            all
-        }
-    };
+    let checked = crate::ops::check::run(path);
+    let waiting = checked.waiting;
+    let mut problems = checked.problems;
+    problems.extend(waiting.iter().cloned());
+    problems.sort_by_key(|p| p.position.unwrap_or((usize::MAX, 0)));
     let loaded = Config::load(path)
         .ok()
         .and_then(|c| Runtime::build(c.clone(), None).ok().map(|r| (c, r)));
-    let waiting = loaded
-        .as_ref()
-        .map(|(c, r)| not_issued_yet(c, r))
-        .unwrap_or_default();
-    if problems.is_empty() {
-        problems = waiting.clone();
-    }
     let Some(problem_checks) = config_problems(path, &problems, &waiting) else {
         return match loaded {
             Some((config, runtime)) => (
@@ -147,21 +136,6 @@ fn config_problems(path: &Path, problems: &[Problem], waiting: &[Problem]) -> Op
             })
             .collect(),
     )
-}
-
-/// The problems of certificates whose files do not exist yet, pointed at their configuration
-/// line the way `check` points them.
-fn not_issued_yet(config: &Config, runtime: &Runtime) -> Vec<Problem> {
-    let Some(store) = &runtime.certs else {
-        return Vec::new();
-    };
-    store
-        .current()
-        .pending
-        .iter()
-        .flat_map(|p| p.problems.iter().cloned())
-        .map(|p| config.locate(p))
-        .collect()
 }
 
 /// Is "from Cloudflare" also "from my zone"? The edge secret, an own AOP CA, or the warning.
