@@ -105,6 +105,18 @@ impl<S> SessionIo<S> {
     }
 }
 
+/// Hands out bytes read ahead before the connection was parked (or peeked) ahead of the socket:
+/// true when it put some into `buf`.
+fn serve_prefix(prefix: &mut Bytes, buf: &mut ReadBuf<'_>) -> bool {
+    if prefix.is_empty() {
+        return false;
+    }
+    let n = prefix.len().min(buf.remaining());
+    buf.put_slice(&prefix[..n]);
+    prefix.advance(n);
+    true
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for SessionIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -112,10 +124,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for SessionIo<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if !this.prefix.is_empty() {
-            let n = this.prefix.len().min(buf.remaining());
-            buf.put_slice(&this.prefix[..n]);
-            this.prefix.advance(n);
+        if serve_prefix(&mut this.prefix, buf) {
             return Poll::Ready(Ok(()));
         }
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
@@ -418,10 +427,7 @@ impl AsyncRead for Rewound {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if !this.prefix.is_empty() {
-            let n = this.prefix.len().min(buf.remaining());
-            buf.put_slice(&this.prefix[..n]);
-            this.prefix.advance(n);
+        if serve_prefix(&mut this.prefix, buf) {
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.inner).poll_read(cx, buf)
