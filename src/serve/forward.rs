@@ -49,7 +49,7 @@ pub async fn forward(
     f: Forwarding<'_>,
     how: Instructions<'_>,
     mut parts: http::request::Parts,
-    body: Incoming,
+    body: Option<Incoming>,
     record: &mut AccessRecord,
 ) -> (Response<ProxyBody>, Option<Arc<BodyState>>) {
     if let Some(check) = how.auth {
@@ -81,10 +81,11 @@ pub async fn forward(
         read_timeout: limits.body_read_timeout,
         max: how.body_limit,
     };
-    let prepared = if how.send_body {
-        ForwardBody::prepare(body, body_limits, &f.shared.buffer_budget, state.clone()).await
-    } else {
-        Prepared::Body(ForwardBody::empty(state.clone(), body_limits))
+    let prepared = match body {
+        Some(body) if how.send_body => {
+            ForwardBody::prepare(body, body_limits, &f.shared.buffer_budget, state.clone()).await
+        }
+        _ => Prepared::Body(ForwardBody::empty(state.clone(), body_limits)),
     };
     let body = match prepared {
         Prepared::Body(b) => b,

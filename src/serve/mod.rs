@@ -7,6 +7,7 @@ pub mod acme;
 pub mod admin;
 pub mod body;
 pub mod echo;
+pub mod express;
 pub mod forward;
 pub mod park;
 pub mod proxy;

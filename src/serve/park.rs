@@ -64,6 +64,11 @@ impl ConnActivity {
         self.dirty.store(true, Ordering::Release);
     }
 
+    /// Was the session marked not resumable?
+    pub fn is_dirty(&self) -> bool {
+        self.dirty.load(Ordering::Acquire)
+    }
+
     /// Keeps the backend's upgraded connection for the driver to join to the client's.
     pub fn set_upgrade(&self, backend: hyper::upgrade::OnUpgrade) {
         self.mark_dirty();
@@ -277,6 +282,27 @@ pub async fn park(
         r = tokio::time::timeout(idle_limit, stream.peek(&mut probe)) => match r {
             Ok(Ok(n)) if n > 0 => Wake::Data,
             Ok(_) => Wake::Close("closed by the client"),
+            Err(_) => Wake::Close("idle"),
+        },
+        () = activity.shed.notified() => Wake::Close("shed"),
+        _ = stop.wait_for(|stopping| *stopping) => Wake::Close("shutdown"),
+    }
+}
+
+/// Waits, parked, until the socket is readable (the express lane reads itself, so no peek).
+/// Readiness may be spurious: the caller reads and comes back on `WouldBlock`, with the same
+/// `deadline` (the keep-alive limit counts from the end of the last response).
+pub async fn park_readable(
+    stream: &TcpStream,
+    activity: &Arc<ConnActivity>,
+    deadline: tokio::time::Instant,
+    stop: &mut watch::Receiver<bool>,
+) -> Wake {
+    let _parked = Parked::register(activity);
+    tokio::select! {
+        r = tokio::time::timeout_at(deadline, stream.readable()) => match r {
+            Ok(Ok(())) => Wake::Data,
+            Ok(Err(_)) => Wake::Close("closed by the client"),
             Err(_) => Wake::Close("idle"),
         },
         () = activity.shed.notified() => Wake::Close("shed"),

@@ -34,9 +34,22 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<LoggedBody>, Infallible> {
     let start = Instant::now();
+    let (parts, body) = req.into_parts();
+    Ok(respond_to(shared, conn, activity, parts, Some(body), start).await)
+}
+
+/// Answers one request head (and its body, when it has one): hyper's service above, and the
+/// express lane (`express`), which parses simple HTTP/1.1 heads itself and has no body to give.
+pub async fn respond_to(
+    shared: Arc<Shared>,
+    conn: Arc<ConnContext>,
+    activity: Arc<ConnActivity>,
+    mut parts: http::request::Parts,
+    body: Option<Incoming>,
+    start: Instant,
+) -> Response<LoggedBody> {
     activity.request_started();
-    let (mut parts, body) = req.into_parts();
-    let body_empty = body.is_end_stream();
+    let body_empty = body.as_ref().is_none_or(|b| b.is_end_stream());
     if !keeps_alive(&parts) {
         activity.mark_dirty();
     }
@@ -138,7 +151,7 @@ pub async fn handle(
     {
         activity.mark_dirty();
     }
-    Ok(response.map(|inner| LoggedBody {
+    response.map(|inner| LoggedBody {
         inner,
         bytes: 0,
         record: Some(record),
@@ -147,7 +160,7 @@ pub async fn handle(
         runtime,
         activity,
         body_empty,
-    }))
+    })
 }
 
 /// Can the connection go back to a clean keep-alive state after this request (see `park`)?

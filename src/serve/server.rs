@@ -18,6 +18,7 @@ use tracing::{debug, error, info, warn};
 use crate::config::{Config, Problem};
 use crate::decide::pipeline::{ConnContext, TlsInfo};
 use crate::decide::visitor::Scheme;
+use crate::serve::express;
 use crate::serve::park::{self, ConnActivity};
 use crate::serve::proxy;
 use crate::serve::reload::{log_alarms, Reloader};
@@ -467,6 +468,18 @@ async fn serve_plain(c: Conn) {
     let mut stream = stream;
     let mut leftover = bytes::Bytes::new();
     loop {
+        // Simple requests take the express lane; the first one that is not goes to a hyper
+        // session with the bytes read so far.
+        let lane = express::Lane {
+            shared: &shared,
+            conn: &ctx,
+            activity: &activity,
+            stop: &mut stop,
+        };
+        match Box::pin(express::serve(&mut stream, leftover, lane)).await {
+            express::Handoff::Hyper(head) => leftover = head,
+            express::Handoff::Done => return,
+        }
         let service = {
             let (shared, ctx, activity) = (shared.clone(), ctx.clone(), activity.clone());
             service_fn(move |req| {
@@ -485,12 +498,7 @@ async fn serve_plain(c: Conn) {
         let park::SessionEnd::Resume(s, rest) = end else {
             return;
         };
-        if rest.is_empty() {
-            match park::park(&s, &activity, limits.header_read_timeout, &mut stop).await {
-                park::Wake::Data => {}
-                park::Wake::Close(_) => return,
-            }
-        }
+        // The express lane parks the connection until its next request.
         stream = s;
         leftover = rest;
     }
