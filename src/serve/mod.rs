@@ -6,6 +6,7 @@
 pub mod acme;
 pub mod admin;
 pub mod body;
+pub mod direct;
 pub mod echo;
 pub mod express;
 pub mod forward;

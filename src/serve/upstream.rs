@@ -3,8 +3,14 @@
 
 use std::error::Error as StdError;
 use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
 
 use http::uri::{PathAndQuery, Scheme as UriScheme};
 use http::{Request, Response, StatusCode, Uri, Version};
@@ -20,6 +26,8 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use crate::config::{BackendConfig, BackendTarget};
 use crate::decide::pipeline::UpstreamChoice;
 use crate::serve::body::{BodyState, ForwardBody};
+use crate::serve::direct;
+use crate::serve::respond::BoxError;
 use crate::serve::tls::provider;
 
 /// Why a request to the backend failed; decides 502 vs 504 and carries the operator's hint.
@@ -68,6 +76,11 @@ pub struct Upstream {
     primary: Option<Uri>,
     https: Option<Uri>,
     acme: Option<Uri>,
+    /// The same three as socket addresses when they are `http://` URLs at an IP address: bodiless
+    /// GET/HEAD requests to them go the direct way (`direct`).
+    direct: [Option<(SocketAddr, String)>; 3],
+    /// This worker's idle connections for the direct way.
+    pool: Arc<direct::Pool>,
     connect_timeout: Duration,
     response_timeout: Duration,
     config: Arc<BackendConfig>,
@@ -110,14 +123,22 @@ impl Upstream {
             // 256 concurrent 1 MiB responses must not cost 256 × 400 KiB.
             .http1_max_buf_size(64 * 1024);
         let client = builder.build(connector);
+        let primary = match &cfg.target {
+            BackendTarget::Url(u) => Some(u.clone()),
+            BackendTarget::Echo => None,
+        };
+        let direct = [
+            primary.as_ref().and_then(direct_addr),
+            cfg.https_url.as_ref().and_then(direct_addr),
+            acme.as_ref().and_then(direct_addr),
+        ];
         Ok(Upstream {
             client,
-            primary: match &cfg.target {
-                BackendTarget::Url(u) => Some(u.clone()),
-                BackendTarget::Echo => None,
-            },
+            primary,
             https: cfg.https_url.clone(),
             acme,
+            direct,
+            pool: Arc::default(),
             connect_timeout: cfg.connect_timeout,
             response_timeout: cfg.response_timeout,
             config: Arc::new(cfg.clone()),
@@ -158,11 +179,14 @@ impl Upstream {
     }
 
     fn base(&self, choice: UpstreamChoice) -> Option<&Uri> {
-        match choice {
-            UpstreamChoice::Https => self.https.as_ref().or(self.primary.as_ref()),
-            UpstreamChoice::Primary => self.primary.as_ref(),
-            UpstreamChoice::Acme => self.acme.as_ref().or(self.primary.as_ref()),
-        }
+        let i = which(choice, [&self.primary, &self.https, &self.acme])?;
+        [&self.primary, &self.https, &self.acme][i].as_ref()
+    }
+
+    /// The direct address of the URL `base` picks, when it has one.
+    fn direct(&self, choice: UpstreamChoice) -> Option<&(SocketAddr, String)> {
+        let i = which(choice, [&self.primary, &self.https, &self.acme])?;
+        self.direct[i].as_ref()
     }
 
     /// `host:port` of `backend.url` (default port by scheme), for health probes.
@@ -192,10 +216,66 @@ impl Upstream {
     pub async fn send(
         &self,
         choice: UpstreamChoice,
+        req: Request<ForwardBody>,
+        body: &BodyState,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        // The backend's name is formatted only when something failed.
+        let backend = || self.describe(choice);
+        if let (Some((addr, authority)), true) = (self.direct(choice), direct::eligible(&req)) {
+            let target = direct::Target {
+                addr: *addr,
+                authority,
+                connect_timeout: self.connect_timeout,
+                response_timeout: self.response_timeout,
+                limits: direct::PoolLimits {
+                    max_idle: self.config.max_idle_connections,
+                    idle_timeout: self.config.idle_timeout,
+                },
+            };
+            return match direct::send(&self.pool, target, req).await {
+                Ok(resp) => Ok(resp.map(UpstreamBody::Direct)),
+                Err(failure) => Err(self.direct_failure(failure, backend())),
+            };
+        }
+        self.send_pooled(choice, req, body)
+            .await
+            .map(|resp| resp.map(UpstreamBody::Pooled))
+    }
+
+    fn direct_failure(&self, failure: direct::Failure, backend: String) -> UpstreamError {
+        match failure {
+            direct::Failure::Connect(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                UpstreamError::Refused { backend, source: e }
+            }
+            direct::Failure::Connect(e) if e.kind() == io::ErrorKind::TimedOut => {
+                UpstreamError::ConnectTimeout {
+                    backend,
+                    after: self.connect_timeout,
+                }
+            }
+            direct::Failure::Connect(e) => UpstreamError::Connect {
+                backend,
+                detail: e.to_string(),
+            },
+            direct::Failure::ConnectTimeout => UpstreamError::ConnectTimeout {
+                backend,
+                after: self.connect_timeout,
+            },
+            direct::Failure::ResponseTimeout => UpstreamError::ResponseTimeout {
+                backend,
+                after: self.response_timeout,
+            },
+            direct::Failure::Broken(detail) => UpstreamError::Failed { backend, detail },
+        }
+    }
+
+    /// The exchange through hyper-util's pooled client (bodies, upgrades, https, names).
+    async fn send_pooled(
+        &self,
+        choice: UpstreamChoice,
         mut req: Request<ForwardBody>,
         body: &BodyState,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        // The backend's name is formatted only when something failed.
         let backend = || self.describe(choice);
         let Some(base) = self.base(choice) else {
             return Err(UpstreamError::Connect {
@@ -249,6 +329,73 @@ impl Upstream {
             }
         };
         result.map_err(|e| classify(e, backend(), self.connect_timeout))
+    }
+}
+
+/// Which of (primary, https, acme) a choice uses: its own URL when configured, else the primary.
+fn which(choice: UpstreamChoice, urls: [&Option<Uri>; 3]) -> Option<usize> {
+    let own = match choice {
+        UpstreamChoice::Primary => 0,
+        UpstreamChoice::Https => 1,
+        UpstreamChoice::Acme => 2,
+    };
+    if urls[own].is_some() {
+        Some(own)
+    } else {
+        urls[0].as_ref().map(|_| 0)
+    }
+}
+
+/// `http://IP[:port]` → its socket address and authority (for a request without `Host`).
+fn direct_addr(uri: &Uri) -> Option<(SocketAddr, String)> {
+    if uri.scheme_str() != Some("http") {
+        return None;
+    }
+    let host = uri.host()?;
+    let ip: IpAddr = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()?;
+    let port = uri.port_u16().unwrap_or(80);
+    Some((
+        SocketAddr::new(ip, port),
+        uri.authority()?.as_str().to_string(),
+    ))
+}
+
+/// A backend response body: read by the direct way, or hyper-util's.
+pub enum UpstreamBody {
+    Direct(direct::DirectBody),
+    Pooled(Incoming),
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            UpstreamBody::Direct(b) => Pin::new(b).poll_frame(cx).map_err(BoxError::from),
+            UpstreamBody::Pooled(b) => Pin::new(b).poll_frame(cx).map_err(BoxError::from),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Direct(b) => b.is_end_stream(),
+            UpstreamBody::Pooled(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Direct(b) => b.size_hint(),
+            UpstreamBody::Pooled(b) => b.size_hint(),
+        }
     }
 }
 
