@@ -216,7 +216,7 @@ async fn exchange(
     // Bounded: each round reads more bytes, and the head is limited to MAX_HEAD; 1xx heads
     // before the final one are skipped (a few at most; each one consumes bytes).
     loop {
-        match parse_response(&buf, head_request) {
+        match parse_response(&buf) {
             Parsed::Incomplete if buf.len() >= MAX_HEAD => {
                 return Err(Exchange::Broken(format!(
                     "response head larger than {MAX_HEAD} bytes"
@@ -238,10 +238,10 @@ async fn exchange(
             }
             Parsed::Informational(len) => buf.advance(len),
             Parsed::Bad(why) => return Err(Exchange::Broken(why)),
-            Parsed::Complete(len) => {
-                let head = buf.split_to(len).freeze();
+            Parsed::Complete(len, head) => {
+                let bytes = buf.split_to(len).freeze();
                 let (resp, framing) =
-                    build_response(&head, head_request).map_err(Exchange::Broken)?;
+                    build_response(head, &bytes, head_request).map_err(Exchange::Broken)?;
                 return Ok((resp, framing, stream, buf));
             }
         }
@@ -302,21 +302,76 @@ enum Parsed {
     Incomplete,
     /// A 1xx head (not 101) of this length, to skip.
     Informational(usize),
-    Complete(usize),
+    Complete(usize, Head),
     Bad(String),
 }
 
-fn parse_response(buf: &[u8], _head_request: bool) -> Parsed {
+/// A final response head's fields as offsets into the buffer, so its values can share the
+/// buffer's bytes once the head is split off (hyper's client does the same).
+struct Head {
+    status: StatusCode,
+    version: Version,
+    fields: Vec<(HeaderName, usize, usize)>,
+}
+
+/// Parses the response head at the front of `buf`, once.
+fn parse_response(buf: &[u8]) -> Parsed {
     let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-    let mut resp = httparse::Response::new(&mut fields);
-    match resp.parse(buf) {
-        Ok(httparse::Status::Partial) => Parsed::Incomplete,
-        Ok(httparse::Status::Complete(len)) => match resp.code {
-            Some(code) if (100..200).contains(&code) && code != 101 => Parsed::Informational(len),
-            _ => Parsed::Complete(len),
-        },
-        Err(e) => Parsed::Bad(format!("malformed response head: {e}")),
+    let mut parsed = httparse::Response::new(&mut fields);
+    let len = match parsed.parse(buf) {
+        Ok(httparse::Status::Partial) => return Parsed::Incomplete,
+        Ok(httparse::Status::Complete(len)) => len,
+        Err(e) => return Parsed::Bad(format!("malformed response head: {e}")),
+    };
+    let code = parsed.code.unwrap_or(0);
+    if (100..200).contains(&code) && code != 101 {
+        return Parsed::Informational(len);
     }
+    let Ok(status) = StatusCode::from_u16(code) else {
+        return Parsed::Bad(format!("invalid status {code}"));
+    };
+    let version = if parsed.version == Some(0) {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    let base = buf.as_ptr() as usize;
+    let mut out = Vec::with_capacity(parsed.headers.len());
+    for field in parsed.headers.iter() {
+        let Ok(name) = HeaderName::from_bytes(field.name.as_bytes()) else {
+            return Parsed::Bad(format!("invalid header name {:?}", field.name));
+        };
+        let start = field.value.as_ptr() as usize - base;
+        out.push((name, start, start + field.value.len()));
+    }
+    Parsed::Complete(
+        len,
+        Head {
+            status,
+            version,
+            fields: out,
+        },
+    )
+}
+
+/// The response for a parsed head, its values sharing `bytes` (the head split off the buffer).
+fn build_response(
+    head: Head,
+    bytes: &Bytes,
+    head_request: bool,
+) -> Result<(Response<()>, Framing), String> {
+    let mut headers = http::HeaderMap::with_capacity(head.fields.len());
+    for (name, start, end) in head.fields {
+        let value = HeaderValue::from_maybe_shared(bytes.slice(start..end))
+            .map_err(|_| format!("invalid value in {name}"))?;
+        headers.append(name, value);
+    }
+    let framing = framing(&headers, head.status, head.version, head_request)?;
+    let mut resp = Response::new(());
+    *resp.status_mut() = head.status;
+    *resp.version_mut() = head.version;
+    *resp.headers_mut() = headers;
+    Ok((resp, framing))
 }
 
 /// How the response body is delimited.
@@ -352,36 +407,6 @@ pub enum Chunk {
     DataEnd,
     /// After the last chunk: trailer lines until an empty one (bytes seen so far).
     Trailers(usize),
-}
-
-fn build_response(head: &Bytes, head_request: bool) -> Result<(Response<()>, Framing), String> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-    let mut parsed = httparse::Response::new(&mut fields);
-    match parsed.parse(head) {
-        Ok(httparse::Status::Complete(_)) => {}
-        _ => return Err("malformed response head".into()),
-    }
-    let code = parsed.code.unwrap_or(0);
-    let status = StatusCode::from_u16(code).map_err(|_| format!("invalid status {code}"))?;
-    let version = if parsed.version == Some(0) {
-        Version::HTTP_10
-    } else {
-        Version::HTTP_11
-    };
-    let mut headers = http::HeaderMap::with_capacity(parsed.headers.len());
-    for field in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(field.name.as_bytes())
-            .map_err(|_| format!("invalid header name {:?}", field.name))?;
-        let value = HeaderValue::from_maybe_shared(head.slice_ref(field.value))
-            .map_err(|_| format!("invalid value in {name}"))?;
-        headers.append(name, value);
-    }
-    let framing = framing(&headers, status, version, head_request)?;
-    let mut resp = Response::new(());
-    *resp.status_mut() = status;
-    *resp.version_mut() = version;
-    *resp.headers_mut() = headers;
-    Ok((resp, framing))
 }
 
 /// RFC 9112 §6.3 and §9.3 (persistence).
@@ -659,7 +684,14 @@ mod tests {
     use super::*;
 
     fn framing_of(head: &str, head_request: bool) -> Result<Framing, String> {
-        build_response(&Bytes::copy_from_slice(head.as_bytes()), head_request).map(|(_, f)| f)
+        match parse_response(head.as_bytes()) {
+            Parsed::Complete(len, parsed) => {
+                let bytes = Bytes::copy_from_slice(&head.as_bytes()[..len]);
+                build_response(parsed, &bytes, head_request).map(|(_, f)| f)
+            }
+            Parsed::Bad(why) => Err(why),
+            _ => Err("incomplete".into()),
+        }
     }
 
     #[test]

@@ -38,6 +38,9 @@ const HEAD_BUFFER: usize = 8 * 1024;
 /// More headers than this and the head goes to hyper (which applies `limits.max_headers`).
 const MAX_HEADERS: usize = 64;
 
+/// How long a connection waits for its next request before it parks.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Body bytes copied into the write buffer rather than written on their own.
 const COALESCE: usize = 16 * 1024;
 
@@ -125,6 +128,7 @@ async fn read_some(
     activity: &Arc<ConnActivity>,
     stop: &mut watch::Receiver<bool>,
 ) -> bool {
+    let mut lingered = false;
     // Bounded: each round after the first needs a readiness event, and the deadline ends the
     // wait.
     for _ in 0..1024 {
@@ -143,6 +147,18 @@ async fn read_some(
         }
         // Nothing there: give the buffer back while waiting.
         *buf = BytesMut::new();
+        if !lingered {
+            // A busy keep-alive connection's next request is usually microseconds away: wait
+            // that long with a timer only, and park (where shedding and shutdown reach it)
+            // after LINGER of real idleness, as hyper sessions do (`park::PARK_AFTER`).
+            lingered = true;
+            let until = deadline.min(tokio::time::Instant::now() + LINGER);
+            match tokio::time::timeout_at(until, stream.readable()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) => return false,
+                Err(_) => {}
+            }
+        }
         if let park::Wake::Close(_) = park::park_readable(stream, activity, deadline, stop).await {
             return false;
         }
