@@ -595,3 +595,49 @@ async fn challenge_redirects_are_judged_by_the_cas_rules_in_the_log() {
         );
     }
 }
+
+/// A visitor who leaves before the backend answered still leaves a line (status 499, like
+/// nginx): a password guess that reached WordPress must be in the log fail2ban reads. Both
+/// lanes: a bodiless GET (express) and a POST with a body (hyper), each closed by the visitor.
+#[tokio::test]
+async fn a_visitor_leaving_before_the_answer_is_logged_as_499() {
+    use tokio::io::AsyncWriteExt;
+    let backend = Backend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        &format!(
+            "[listen]\nhttp = [\"127.0.0.1:0\"]\n[backend]\nurl = \"{}\"\n[log]\naccess = \"json\"\n",
+            backend.url()
+        ),
+    );
+    let gate = GateProcess::spawn(&path);
+    let heads: [&[u8]; 2] = [
+        b"GET /slow?ms=30000 HTTP/1.1\r\nHost: example.com\r\n\r\n",
+        b"POST /slow?ms=30000 HTTP/1.1\r\nHost: example.com\r\nContent-Length: 21\r\n\r\nlog=admin&pwd=guess0&",
+    ];
+    for head in heads {
+        let mut c = connect_from(TRUSTED_SRC, gate.http).await;
+        c.write_all(head).await.unwrap();
+        // Bounded wait until the backend has it, then hang up.
+        let seen = backend
+            .stats
+            .requests
+            .load(std::sync::atomic::Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while backend
+            .stats
+            .requests
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == seen
+        {
+            assert!(Instant::now() < deadline, "backend never saw the request");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        drop(c);
+        let line = gate.access_lines(1).remove(0);
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["status"], 499, "{line}");
+        assert_eq!(v["path"], "/slow", "{line}");
+    }
+}

@@ -826,6 +826,12 @@ pub fn rewrite_response(
     status: StatusCode,
     headers: &mut HeaderMap,
 ) {
+    if headers.contains_key(http::header::TRANSFER_ENCODING) {
+        // The backend's body was chunked (the client decoded it; the visitor's side frames it
+        // anew): a Content-Length sent with it is wrong by definition and must not reach the
+        // visitor, where it would truncate the body (RFC 9112 §6.3 item 3).
+        headers.remove(http::header::CONTENT_LENGTH);
+    }
     let upgrade = forwarded::strip_hop_by_hop(headers);
     if status == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(proto) = upgrade {

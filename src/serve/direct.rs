@@ -525,7 +525,7 @@ impl DirectBody {
                 }
                 Framing::Chunked { state, reuse } => match state {
                     Chunk::Size => {
-                        let Some(line) = line_end(&self.buf) else {
+                        let Some(line) = line_end(&self.buf)? else {
                             return Err(if self.buf.len() > 1024 {
                                 Need::Broken("chunk size line too long")
                             } else {
@@ -563,7 +563,7 @@ impl DirectBody {
                         *state = Chunk::Size;
                     }
                     Chunk::Trailers(seen) => {
-                        let Some(line) = line_end(&self.buf) else {
+                        let Some(line) = line_end(&self.buf)? else {
                             return Err(if *seen + self.buf.len() > MAX_TRAILERS {
                                 Need::Broken("trailers too large")
                             } else {
@@ -595,9 +595,15 @@ enum Need {
     Broken(&'static str),
 }
 
-/// The offset of the next CRLF.
-fn line_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(2).position(|w| w == b"\r\n")
+/// The offset of the next CRLF; a bare LF (or CR) inside the line is a broken body, refused at
+/// once rather than waited past (RFC 9112 §7.1 chunk lines end in CRLF).
+fn line_end(buf: &[u8]) -> Result<Option<usize>, Need> {
+    match buf.iter().position(|&b| b == b'\n') {
+        Some(0) => Err(Need::Broken("bare LF in a chunked body")),
+        Some(nl) if buf[nl - 1] == b'\r' && !buf[..nl - 1].contains(&b'\r') => Ok(Some(nl - 1)),
+        Some(_) => Err(Need::Broken("bare LF or CR in a chunked body")),
+        None => Ok(None),
+    }
 }
 
 /// A chunk-size line (RFC 9112 §7.1): hex digits, then optional extensions after `;`.
@@ -638,8 +644,15 @@ impl Body for DirectBody {
             let Some(stream) = this.stream.as_mut() else {
                 return Poll::Ready(None);
             };
-            if this.buf.capacity() - this.buf.len() < READ_CHUNK.min(READ_LIMIT) {
-                this.buf.reserve(READ_CHUNK);
+            // Large bodies are read in up to READ_LIMIT at a time (fewer system calls, the same
+            // cap as hyper's client); small ones in READ_CHUNK.
+            let want = match &this.framing {
+                Framing::Length { left, .. } if *left > READ_CHUNK as u64 => READ_LIMIT,
+                Framing::Close | Framing::Chunked { .. } => READ_LIMIT,
+                _ => READ_CHUNK,
+            };
+            if this.buf.capacity() - this.buf.len() < want {
+                this.buf.reserve(want);
             }
             match poll_read_buf(stream, cx, &mut this.buf) {
                 Poll::Pending => return Poll::Pending,
@@ -805,6 +818,46 @@ mod tests {
             }
             assert_eq!(out, b"Wikipedia", "split at {split}");
             assert!(body.is_end_stream(), "split at {split}");
+        }
+    }
+
+    #[test]
+    fn bare_line_feeds_in_a_chunked_body_are_refused_at_once() {
+        for wire in [
+            &b"5\nhello\r\n"[..],
+            b"5\r\nhello\r\n0\r\nX: y\n\r\n",
+            b"\n",
+        ] {
+            let mut body = DirectBody {
+                stream: None,
+                buf: BytesMut::from(wire),
+                framing: Framing::Chunked {
+                    state: Chunk::Size,
+                    reuse: true,
+                },
+                pool: Arc::default(),
+                addr: SocketAddr::from(([127, 0, 0, 1], 1)),
+                limits: PoolLimits {
+                    max_idle: 1,
+                    idle_timeout: Duration::from_secs(1),
+                },
+            };
+            let mut broken = false;
+            for _ in 0..8 {
+                match body.step() {
+                    Ok(Some(_)) => {}
+                    Err(Need::Broken(_)) => {
+                        broken = true;
+                        break;
+                    }
+                    _ => break,
+                }
+            }
+            assert!(
+                broken,
+                "{:?} must be refused",
+                String::from_utf8_lossy(wire)
+            );
         }
     }
 

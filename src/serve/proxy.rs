@@ -60,7 +60,24 @@ pub async fn respond_to(
     // One snapshot for the whole request, even if a reload swaps it meanwhile.
     let runtime = shared.runtime.load_full();
     let decision = pipeline::decide_at(&runtime.pipeline, &conn, &mut parts, start);
-    let mut record = AccessRecord::begin(start, &conn, &parts, &decision, seen.cf_ray.as_ref());
+    // Finished by the response body's end, or — when the visitor leaves before any response
+    // (this future dropped mid-exchange) — by the guard, as 499 like nginx: a request that
+    // reached WordPress is never missing from the log.
+    let mut guard = Unanswered {
+        record: Some(AccessRecord::begin(
+            start,
+            &conn,
+            &parts,
+            &decision,
+            seen.cf_ray.as_ref(),
+        )),
+        shared: &shared,
+        runtime: &runtime,
+        activity: &activity,
+    };
+    let Some(record) = guard.record.as_mut() else {
+        unreachable!("set just above")
+    };
     // doctor's probes, from this machine only, must not look like traffic or failed renewals.
     record.quiet = seen.doctor && conn.peer.ip().is_loopback();
     diag::request(
@@ -99,7 +116,7 @@ pub async fn respond_to(
                 body_limit: *body_limit,
                 send_body: *send_body,
             };
-            let (resp, state) = forward::forward(f, how, parts, body, &mut record).await;
+            let (resp, state) = forward::forward(f, how, parts, body, record).await;
             // Who answered matters only for the ACME log line.
             let by = (record.route == Route::Acme).then(|| runtime.upstream.describe(*upstream));
             (resp, state, by)
@@ -134,7 +151,7 @@ pub async fn respond_to(
     };
     if let (Route::Acme, Some(by)) = (record.route, &answered_by) {
         if !record.quiet {
-            acme::log_acme(&record, response.status(), response.headers(), by);
+            acme::log_acme(record, response.status(), response.headers(), by);
         }
     }
     let mut response = response;
@@ -144,6 +161,8 @@ pub async fn respond_to(
         }
     }
     record.status = response.status().as_u16();
+    let record = guard.record.take();
+    drop(guard);
     if response
         .headers()
         .get(http::header::CONNECTION)
@@ -154,7 +173,7 @@ pub async fn respond_to(
     response.map(|inner| LoggedBody {
         inner,
         bytes: 0,
-        record: Some(record),
+        record,
         body: body_state,
         shared,
         runtime,
@@ -218,7 +237,7 @@ impl Body for LoggedBody {
 
 impl Drop for LoggedBody {
     fn drop(&mut self) {
-        let Some(mut r) = self.record.take() else {
+        let Some(r) = self.record.take() else {
             return;
         };
         let body_read = self.body_empty || self.body.as_ref().is_some_and(|b| b.is_done());
@@ -226,38 +245,80 @@ impl Drop for LoggedBody {
             // hyper drains or closes; this session must not be resumed on unread bytes.
             self.activity.mark_dirty();
         }
-        self.activity.request_finished();
-        r.duration = r.start.elapsed();
-        r.bytes_out = self.bytes;
-        r.bytes_in = self
+        let bytes_in = self
             .body
             .as_ref()
             .map_or(0, |b| b.count.load(Ordering::Relaxed));
-        self.shared
-            .metrics
-            .observe_request(r.route, r.status, r.duration);
-        debug!(
-            target: "origin_gate::request",
-            method = %r.method,
-            host = r.host().as_deref().unwrap_or("-"),
-            path = %r.path(),
-            status = r.status,
-            duration_ms = %format_args!("{:.3}", r.duration.as_secs_f64() * 1000.0),
-            bytes = r.bytes_out,
-            client = %r.client_ip,
-            route = r.route.as_str(),
-            "request"
+        finish(
+            r,
+            &self.shared,
+            &self.runtime,
+            &self.activity,
+            self.bytes,
+            bytes_in,
         );
-        if r.quiet {
-            debug!(path = %r.path(), status = r.status, "doctor probe");
-            return;
-        }
-        let log = &self.runtime.config.log;
-        let line = match log.access {
-            Format::Off => return,
-            Format::Json => r.to_json(log.redact_query),
-            Format::Combined => r.to_combined(log.redact_query),
-        };
-        self.shared.access_log.write(line);
     }
+}
+
+/// The record of a request whose response never started: the visitor left (or the connection
+/// broke) while the backend was still working.
+struct Unanswered<'a> {
+    record: Option<AccessRecord>,
+    shared: &'a Arc<Shared>,
+    runtime: &'a Arc<Runtime>,
+    activity: &'a Arc<ConnActivity>,
+}
+
+/// nginx's status for "client closed request".
+const CLIENT_CLOSED: u16 = 499;
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if let Some(mut r) = self.record.take() {
+            r.status = CLIENT_CLOSED;
+            self.activity.mark_dirty();
+            finish(r, self.shared, self.runtime, self.activity, 0, 0);
+        }
+    }
+}
+
+/// Ends one request: duration and sizes, metrics, the debug line and the access line.
+fn finish(
+    mut r: AccessRecord,
+    shared: &Shared,
+    runtime: &Runtime,
+    activity: &ConnActivity,
+    bytes_out: u64,
+    bytes_in: u64,
+) {
+    activity.request_finished();
+    r.duration = r.start.elapsed();
+    r.bytes_out = bytes_out;
+    r.bytes_in = bytes_in;
+    shared
+        .metrics
+        .observe_request(r.route, r.status, r.duration);
+    debug!(
+        target: "origin_gate::request",
+        method = %r.method,
+        host = r.host().as_deref().unwrap_or("-"),
+        path = %r.path(),
+        status = r.status,
+        duration_ms = %format_args!("{:.3}", r.duration.as_secs_f64() * 1000.0),
+        bytes = r.bytes_out,
+        client = %r.client_ip,
+        route = r.route.as_str(),
+        "request"
+    );
+    if r.quiet {
+        debug!(path = %r.path(), status = r.status, "doctor probe");
+        return;
+    }
+    let log = &runtime.config.log;
+    let line = match log.access {
+        Format::Off => return,
+        Format::Json => r.to_json(log.redact_query),
+        Format::Combined => r.to_combined(log.redact_query),
+    };
+    shared.access_log.write(line);
 }
