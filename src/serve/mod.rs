@@ -1,5 +1,7 @@
 //! The I/O: listeners and connections (`server`, `park`), TLS (`tls`), the thin request handler
-//! (`proxy`), request bodies (`body`), the backend client and its per-worker pool (`upstream`),
+//! (`proxy`), the express lane for simple plain HTTP/1.1 requests (`express`), request bodies
+//! (`body`), the backend client and its per-worker pool (`upstream`), the direct exchange for
+//! bodiless requests to an http backend at an IP address (`direct`),
 //! the per-configuration snapshot and its reload path (`state`, `reload`), the embedded echo
 //! origin and the admin listener. May import `observe`, `decide` and `config`.
 
