@@ -139,3 +139,42 @@ async fn stray_bytes_after_a_body_retire_the_backend_connection() {
     }
     assert_eq!(conns.load(Ordering::SeqCst), 3);
 }
+
+/// An idle backend connection is closed after `backend.idle_timeout` even when no request comes
+/// to take it (no stale sockets on a quiet site).
+#[tokio::test]
+async fn idle_backend_connections_are_closed_after_the_idle_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        // Bounded by the connection: one request, then wait for the proxy to close it.
+        loop {
+            let n = s.read(&mut chunk).await.unwrap_or(0);
+            if n == 0 {
+                let _ = closed_tx.send(());
+                return;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                buf.clear();
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    let gate = Gate::start_raw(&format!(
+        "[listen]\nhttp = [\"127.0.0.1:0\"]\n\n[backend]\nurl = \"http://{addr}\"\nidle_timeout = \"1s\"\n"
+    ))
+    .await;
+    let a = get(TRUSTED_SRC, gate.http, "/", &[]).await;
+    assert_eq!(&a.body[..], b"ok");
+    tokio::time::timeout(Duration::from_secs(10), closed_rx)
+        .await
+        .expect("the idle backend connection was closed within 10 s")
+        .unwrap();
+}

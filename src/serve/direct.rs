@@ -80,6 +80,13 @@ impl Pool {
         None
     }
 
+    /// Closes idle connections past the idle timeout or closed by the backend (run every few
+    /// seconds per worker, so a quiet site holds no stale sockets in CLOSE_WAIT).
+    pub fn sweep(&self, limits: PoolLimits) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.retain(|i| i.since.elapsed() < limits.idle_timeout && still_open(&i.stream));
+    }
+
     fn put(&self, addr: SocketAddr, stream: TcpStream, limits: PoolLimits) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         // Expired ones are the oldest, at the front.

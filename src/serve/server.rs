@@ -252,11 +252,26 @@ async fn worker(
             shared.metrics.shed_connections.inc();
         }))
     };
+    // Idle direct backend connections past backend.idle_timeout, or closed by the backend, are
+    // closed within a few seconds even when no request comes to take one.
+    let sweeper = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let runtime = shared.runtime.load();
+                runtime.upstream.local(runtime.generation).sweep();
+            }
+        })
+    };
     let _ = ready.send(());
     for l in loops {
         let _ = l.await;
     }
     shedder.abort();
+    sweeper.abort();
     tracker.close();
     let grace = shared.runtime.load().config.shutdown_grace;
     match tokio::time::timeout(grace, tracker.wait()).await {

@@ -173,6 +173,18 @@ impl Upstream {
         })
     }
 
+    /// Closes this worker's stale direct connections (see `direct::Pool::sweep`).
+    pub fn sweep(&self) {
+        self.pool.sweep(self.pool_limits());
+    }
+
+    fn pool_limits(&self) -> direct::PoolLimits {
+        direct::PoolLimits {
+            max_idle: self.config.max_idle_connections,
+            idle_timeout: self.config.idle_timeout,
+        }
+    }
+
     /// Does the embedded echo origin answer this choice (no real backend configured)?
     pub fn is_echo(&self, choice: UpstreamChoice) -> bool {
         self.base(choice).is_none()
@@ -227,10 +239,7 @@ impl Upstream {
                 authority,
                 connect_timeout: self.connect_timeout,
                 response_timeout: self.response_timeout,
-                limits: direct::PoolLimits {
-                    max_idle: self.config.max_idle_connections,
-                    idle_timeout: self.config.idle_timeout,
-                },
+                limits: self.pool_limits(),
             };
             return match direct::send(&self.pool, target, req).await {
                 Ok(resp) => Ok(resp.map(UpstreamBody::Direct)),
