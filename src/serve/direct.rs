@@ -793,24 +793,29 @@ mod tests {
         }
     }
 
+    /// A chunked body with no socket: the decoder alone, fed by the test.
+    fn chunked_body(buf: BytesMut) -> DirectBody {
+        DirectBody {
+            stream: None,
+            buf,
+            framing: Framing::Chunked {
+                state: Chunk::Size,
+                reuse: true,
+            },
+            pool: Arc::default(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 1)),
+            limits: PoolLimits {
+                max_idle: 1,
+                idle_timeout: Duration::from_secs(1),
+            },
+        }
+    }
+
     #[test]
     fn a_chunked_body_decodes_across_any_split() {
         let wire = b"4\r\nWiki\r\n5;x=y\r\npedia\r\n0\r\nTrailer: t\r\n\r\n";
         for split in 0..wire.len() {
-            let mut body = DirectBody {
-                stream: None,
-                buf: BytesMut::new(),
-                framing: Framing::Chunked {
-                    state: Chunk::Size,
-                    reuse: true,
-                },
-                pool: Arc::default(),
-                addr: SocketAddr::from(([127, 0, 0, 1], 1)),
-                limits: PoolLimits {
-                    max_idle: 1,
-                    idle_timeout: Duration::from_secs(1),
-                },
-            };
+            let mut body = chunked_body(BytesMut::new());
             let mut out = Vec::new();
             for piece in [&wire[..split], &wire[split..]] {
                 body.buf.extend_from_slice(piece);
@@ -835,20 +840,7 @@ mod tests {
             b"5\r\nhello\r\n0\r\nX: y\n\r\n",
             b"\n",
         ] {
-            let mut body = DirectBody {
-                stream: None,
-                buf: BytesMut::from(wire),
-                framing: Framing::Chunked {
-                    state: Chunk::Size,
-                    reuse: true,
-                },
-                pool: Arc::default(),
-                addr: SocketAddr::from(([127, 0, 0, 1], 1)),
-                limits: PoolLimits {
-                    max_idle: 1,
-                    idle_timeout: Duration::from_secs(1),
-                },
-            };
+            let mut body = chunked_body(BytesMut::from(wire));
             let mut broken = false;
             for _ in 0..8 {
                 match body.step() {
@@ -870,20 +862,7 @@ mod tests {
 
     #[test]
     fn a_chunk_without_its_crlf_is_broken() {
-        let mut body = DirectBody {
-            stream: None,
-            buf: BytesMut::from(&b"4\r\nWikiXX0\r\n\r\n"[..]),
-            framing: Framing::Chunked {
-                state: Chunk::Size,
-                reuse: true,
-            },
-            pool: Arc::default(),
-            addr: SocketAddr::from(([127, 0, 0, 1], 1)),
-            limits: PoolLimits {
-                max_idle: 1,
-                idle_timeout: Duration::from_secs(1),
-            },
-        };
+        let mut body = chunked_body(BytesMut::from(&b"4\r\nWikiXX0\r\n\r\n"[..]));
         assert!(matches!(body.step(), Ok(Some(_))));
         assert!(matches!(body.step(), Err(Need::Broken(_))));
     }
