@@ -166,15 +166,26 @@ async fn read_some(
     false
 }
 
-/// Completes when the visitor closed the connection (or it broke); pending while it is open, and
-/// for good once the visitor sent more (a pipelined request: its close can no longer be seen
-/// without reading it, which is hyper's behaviour too).
+/// Completes when the visitor closed the connection (or it broke); pending while it is open.
+/// Bytes the visitor sends meanwhile (a pipelined request) stay unread: the close is seen from
+/// the socket's read-closed readiness (EPOLLRDHUP), as nginx sees it, not from a read.
 async fn client_gone(stream: &TcpStream) {
-    let mut probe = [0u8; 1];
-    match stream.peek(&mut probe).await {
-        Ok(0) | Err(_) => {}
-        Ok(_) => std::future::pending::<()>().await,
+    // Bounded: each round needs a new readiness event; a visitor that keeps sending bytes is
+    // watched for 64 of them, then trusted to be there (its next request will tell).
+    for _ in 0..64 {
+        let Ok(ready) = stream.ready(tokio::io::Interest::READABLE).await else {
+            return;
+        };
+        if ready.is_read_closed() {
+            return;
+        }
+        // Readable with data: forget this readiness (the bytes stay in the socket) and wait
+        // for the next event — a close raises one.
+        let _ = stream.try_io(tokio::io::Interest::READABLE, || {
+            Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
+        });
     }
+    std::future::pending::<()>().await;
 }
 
 /// The length of the head (through the blank line) when it is all in `buf`.
@@ -332,7 +343,12 @@ async fn write_response(
                     return false;
                 }
                 out.clear();
-                std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+                // A visitor who leaves while the backend's body stalls ends the exchange now.
+                tokio::select! {
+                    biased;
+                    f = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)) => f,
+                    () = client_gone(stream) => return false,
+                }
             }
         };
         match frame {
