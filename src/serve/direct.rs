@@ -298,7 +298,8 @@ fn write_request_head<B>(out: &mut BytesMut, req: &Request<B>, authority: &str) 
     out.put_slice(b"\r\n");
 }
 
-fn put_field(out: &mut BytesMut, name: &[u8], value: &[u8]) {
+/// One `name: value` line of an HTTP/1.1 head (both lanes write heads this way).
+pub fn put_field(out: &mut BytesMut, name: &[u8], value: &[u8]) {
     out.put_slice(name);
     out.put_slice(b": ");
     out.put_slice(value);

@@ -26,7 +26,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::decide::pipeline::ConnContext;
-use crate::serve::direct;
+use crate::serve::direct::{self, put_field};
 use crate::serve::park::{self, ConnActivity};
 use crate::serve::proxy::{self, LoggedBody};
 use crate::serve::state::Shared;
@@ -463,13 +463,6 @@ fn write_head(out: &mut BytesMut, status: StatusCode, headers: &http::HeaderMap)
     if !headers.contains_key(DATE) {
         date::with(|d| put_field(out, b"date", d));
     }
-}
-
-fn put_field(out: &mut BytesMut, name: &[u8], value: &[u8]) {
-    out.put_slice(name);
-    out.put_slice(b": ");
-    out.put_slice(value);
-    out.put_slice(b"\r\n");
 }
 
 /// The `Date` field, formatted once per second per worker (as hyper does).
