@@ -161,7 +161,7 @@ pub async fn send<B>(
         match tokio::time::timeout(target.response_timeout, exchange).await {
             Err(_) => return Err(Failure::ResponseTimeout),
             Ok(Ok((resp, framing, stream, rest))) => {
-                let body = DirectBody {
+                let mut body = DirectBody {
                     stream: Some(stream),
                     buf: rest,
                     framing,
@@ -169,7 +169,7 @@ pub async fn send<B>(
                     addr: target.addr,
                     limits: target.limits,
                 };
-                let mut body = body;
+                // A bodiless response hands its connection back at once.
                 body.finish_if_done();
                 return Ok(resp.map(|()| body));
             }
