@@ -11,6 +11,7 @@ use http::header::{
 };
 use http::HeaderMap;
 
+use crate::decide::trust::IpText;
 use crate::decide::visitor::{Scheme, Visitor};
 pub use crate::decide::visitor::{
     CF_CONNECTING_IP, CF_VISITOR, TRUE_CLIENT_IP, X_FORWARDED_FOR, X_FORWARDED_PROTO,
@@ -307,6 +308,14 @@ pub fn join_cookies(headers: &mut HeaderMap) {
 /// Returns the `Upgrade` value when `Connection` asked for an upgrade, so the caller can re-add
 /// exactly that pair when it forwards a WebSocket handshake.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
+    // Nearly every request has none: one pass over its few names is cheaper than a lookup per
+    // hop-by-hop name.
+    if !headers
+        .keys()
+        .any(|n| n == CONNECTION || n == UPGRADE || HOP_BY_HOP.contains(n))
+    {
+        return None;
+    }
     let mut upgrade_requested = false;
     if headers.contains_key(CONNECTION) {
         let mut named: Vec<HeaderName> = Vec::new();
@@ -331,21 +340,25 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
         }
     }
     let upgrade = headers.remove(UPGRADE);
-    for name in [
-        KEEP_ALIVE,
-        TE,
-        TRAILER,
-        TRANSFER_ENCODING,
-        PROXY_CONNECTION,
-        PROXY_AUTHENTICATE,
-        PROXY_AUTHORIZATION,
-        PROXY,
-        HTTP2_SETTINGS,
-    ] {
+    for name in HOP_BY_HOP {
         headers.remove(name);
     }
     upgrade.filter(|_| upgrade_requested)
 }
+
+/// The hop-by-hop names removed whether or not `Connection` names them (with `Connection` and
+/// `Upgrade` themselves).
+const HOP_BY_HOP: [HeaderName; 9] = [
+    KEEP_ALIVE,
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    PROXY_CONNECTION,
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+    PROXY,
+    HTTP2_SETTINGS,
+];
 
 /// Sets the headers that tell the backend who the visitor is and how they came:
 ///
@@ -356,17 +369,17 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
 ///   `X-Forwarded-Port` (port in `Host`, else 443/80 by the visitor's scheme), `X-Forwarded-Ssl: on`
 ///   for https visitors (removed otherwise), and RFC 7239 `Forwarded` with the same facts.
 pub fn set_forwarding(headers: &mut HeaderMap, visitor: &Visitor, host: &HeaderValue) {
-    use std::fmt::Write as _;
     let scheme = visitor.scheme;
     let port = host_port(host.as_bytes()).unwrap_or(scheme.default_port());
     // Every value origin-gate writes (address, port, `Forwarded`) is cut from one buffer: one
     // allocation for all of them, and the headers that carry the address share its bytes.
     let mut buf = bytes::BytesMut::with_capacity(96 + host.len());
-    let _ = write!(buf, "{}", visitor.client_ip);
+    let ip = IpText::new(visitor.client_ip);
+    buf.extend_from_slice(ip.as_str().as_bytes());
     let ip_value = value_of(buf.split().freeze(), "unknown");
-    let _ = write!(buf, "{port}");
+    buf.extend_from_slice(itoa::Buffer::new().format(port).as_bytes());
     let port_value = value_of(buf.split().freeze(), "80");
-    push_forwarded_element(&mut buf, visitor.client_ip, scheme, host);
+    push_forwarded_element(&mut buf, &ip, visitor.client_ip.is_ipv6(), scheme, host);
     let forwarded = buf.freeze();
 
     if visitor.trusted_peer {
@@ -409,22 +422,23 @@ fn value_of(bytes: bytes::Bytes, fallback: &'static str) -> HeaderValue {
 /// and a host with a port is quoted since `:` is not a token character.
 pub fn forwarded_element(ip: IpAddr, scheme: Scheme, host: &HeaderValue) -> String {
     let mut buf = bytes::BytesMut::new();
-    push_forwarded_element(&mut buf, ip, scheme, host);
+    push_forwarded_element(&mut buf, &IpText::new(ip), ip.is_ipv6(), scheme, host);
     String::from_utf8_lossy(&buf).into_owned()
 }
 
 fn push_forwarded_element(
     out: &mut bytes::BytesMut,
-    ip: IpAddr,
+    ip: &IpText,
+    v6: bool,
     scheme: Scheme,
     host: &HeaderValue,
 ) {
-    use std::fmt::Write as _;
     let host = host.to_str().unwrap_or("");
-    let _ = match ip {
-        IpAddr::V4(v4) => write!(out, "for={v4}"),
-        IpAddr::V6(v6) => write!(out, "for=\"[{v6}]\""),
-    };
+    out.extend_from_slice(if v6 { b"for=\"[" } else { b"for=" });
+    out.extend_from_slice(ip.as_str().as_bytes());
+    if v6 {
+        out.extend_from_slice(b"]\"");
+    }
     out.extend_from_slice(b";proto=");
     out.extend_from_slice(scheme.as_str().as_bytes());
     if !host.is_empty() {

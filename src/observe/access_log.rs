@@ -16,6 +16,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::decide::pipeline::{ConnContext, Decision, Route, TlsInfo};
+use crate::decide::trust::IpText;
 use crate::decide::visitor::Scheme;
 
 pub use crate::config::Format;
@@ -227,15 +228,19 @@ impl AccessRecord {
         );
         out.push_str("{\"ts\":\"");
         push_rfc3339(&mut out, self.ts);
-        let _ = write!(
-            out,
-            "\",\"client_ip\":\"{}\",\"peer_ip\":\"{}\",\"trusted\":{},\"scheme\":\"{}\",\"listener\":\"{}\",\"tls\":",
-            self.client_ip,
-            crate::decide::trust::canonical(self.peer.ip()),
-            self.trusted,
-            self.scheme.as_str(),
-            self.listener.as_str()
-        );
+        out.push_str("\",\"client_ip\":\"");
+        out.push_str(IpText::new(self.client_ip).as_str());
+        out.push_str("\",\"peer_ip\":\"");
+        out.push_str(IpText::new(crate::decide::trust::canonical(self.peer.ip())).as_str());
+        out.push_str(if self.trusted {
+            "\",\"trusted\":true,\"scheme\":\""
+        } else {
+            "\",\"trusted\":false,\"scheme\":\""
+        });
+        out.push_str(self.scheme.as_str());
+        out.push_str("\",\"listener\":\"");
+        out.push_str(self.listener.as_str());
+        out.push_str("\",\"tls\":");
         match &self.tls {
             Some(t) => {
                 out.push_str("{\"version\":");

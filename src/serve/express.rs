@@ -38,6 +38,9 @@ const HEAD_BUFFER: usize = 8 * 1024;
 /// More headers than this and the head goes to hyper (which applies `limits.max_headers`).
 const MAX_HEADERS: usize = 64;
 
+/// Header slots reserved beyond the request's own for the ones origin-gate adds.
+const FORWARDING_ROOM: usize = 10;
+
 /// How long a connection waits for its next request before it parks.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(50);
 
@@ -95,7 +98,8 @@ pub async fn serve(stream: &mut TcpStream, leftover: Bytes, lane: Lane<'_>) -> H
             return Handoff::Hyper(rest.freeze());
         };
         let head_request = req.method == Method::HEAD;
-        let answer = Box::pin(proxy::respond_to(
+        // Pinned in this connection's future (boxed once per connection), not boxed per request.
+        let answer = std::pin::pin!(proxy::respond_to(
             lane.shared.clone(),
             lane.conn.clone(),
             lane.activity.clone(),
@@ -227,7 +231,8 @@ fn parse(head: &Bytes) -> Option<http::request::Parts> {
         _ => return None,
     };
     let uri = Uri::from_maybe_shared(head.slice_ref(req.path?.as_bytes())).ok()?;
-    let mut headers = http::HeaderMap::with_capacity(req.headers.len());
+    // Room for what the decision adds (the forwarding headers, `Via`): no rehash on the way.
+    let mut headers = http::HeaderMap::with_capacity(req.headers.len() + FORWARDING_ROOM);
     for field in req.headers.iter() {
         let name = HeaderName::from_bytes(field.name.as_bytes()).ok()?;
         // Framing, upgrades and connection handling stay hyper's: a body, `Expect: 100-continue`,
