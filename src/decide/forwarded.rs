@@ -310,14 +310,23 @@ pub fn join_cookies(headers: &mut HeaderMap) {
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
     // Nearly every request has none: one pass over its few names is cheaper than a lookup per
     // hop-by-hop name.
-    if !headers
-        .keys()
-        .any(|n| n == CONNECTION || n == UPGRADE || HOP_BY_HOP.contains(n))
-    {
+    // Which of them are present, in one pass (a response usually carries `Connection` alone).
+    let mut present = [false; HOP_COUNT];
+    let (mut connection, mut upgrade) = (false, false);
+    for n in headers.keys() {
+        if n == CONNECTION {
+            connection = true;
+        } else if n == UPGRADE {
+            upgrade = true;
+        } else if let Some(i) = HOP_BY_HOP.iter().position(|h| h == n) {
+            present[i] = true;
+        }
+    }
+    if !connection && !upgrade && !present.contains(&true) {
         return None;
     }
     let mut upgrade_requested = false;
-    if headers.contains_key(CONNECTION) {
+    if connection {
         let mut named: Vec<HeaderName> = Vec::new();
         for value in headers.get_all(CONNECTION) {
             let Ok(value) = value.to_str() else { continue };
@@ -339,16 +348,23 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
             headers.remove(name);
         }
     }
-    let upgrade = headers.remove(UPGRADE);
-    for name in HOP_BY_HOP {
-        headers.remove(name);
+    let upgrade = if upgrade {
+        headers.remove(UPGRADE)
+    } else {
+        None
+    };
+    for (name, present) in HOP_BY_HOP.into_iter().zip(present) {
+        if present {
+            headers.remove(name);
+        }
     }
     upgrade.filter(|_| upgrade_requested)
 }
 
 /// The hop-by-hop names removed whether or not `Connection` names them (with `Connection` and
 /// `Upgrade` themselves).
-const HOP_BY_HOP: [HeaderName; 9] = [
+const HOP_COUNT: usize = 9;
+const HOP_BY_HOP: [HeaderName; HOP_COUNT] = [
     KEEP_ALIVE,
     TE,
     TRAILER,

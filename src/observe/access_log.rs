@@ -215,9 +215,16 @@ impl AccessRecord {
     /// generic serializer and `time`'s RFC 3339 formatter were half the cost of a request's
     /// decision. The unit tests check it against serde_json's output field by field.
     pub fn to_json(&self, redact: bool) -> String {
+        let mut out = String::new();
+        self.push_json(&mut out, redact);
+        out
+    }
+
+    /// The JSON line appended to `out` (the request path reuses one buffer per thread).
+    pub fn push_json(&self, out: &mut String, redact: bool) {
         // Sized once: the fixed part plus the variable fields (escaping rarely adds much).
         let len = |f: &Option<Field>| f.as_ref().map_or(0, |v| v.0.len());
-        let mut out = String::with_capacity(
+        out.reserve(
             512 + self.uri.path().len()
                 + self.uri.query().map_or(0, str::len)
                 + len(&self.host)
@@ -227,7 +234,7 @@ impl AccessRecord {
                 + self.user.as_ref().map_or(0, String::len),
         );
         out.push_str("{\"ts\":\"");
-        push_rfc3339(&mut out, self.ts);
+        push_rfc3339(out, self.ts);
         out.push_str("\",\"client_ip\":\"");
         out.push_str(IpText::new(self.client_ip).as_str());
         out.push_str("\",\"peer_ip\":\"");
@@ -244,9 +251,9 @@ impl AccessRecord {
         match &self.tls {
             Some(t) => {
                 out.push_str("{\"version\":");
-                push_json_str(&mut out, t.version);
+                push_json_str(out, t.version);
                 out.push_str(",\"sni\":");
-                push_json_opt(&mut out, t.sni.as_deref());
+                push_json_opt(out, t.sni.as_deref());
                 let _ = write!(
                     out,
                     ",\"client_cert_verified\":{}}}",
@@ -256,17 +263,17 @@ impl AccessRecord {
             None => out.push_str("null"),
         }
         out.push_str(",\"method\":");
-        push_json_str(&mut out, self.method.as_str());
+        push_json_str(out, self.method.as_str());
         out.push_str(",\"host\":");
-        push_json_opt(&mut out, self.host().as_deref());
+        push_json_opt(out, self.host().as_deref());
         out.push_str(",\"path\":");
-        push_json_str(&mut out, self.path());
+        push_json_str(out, self.path());
         out.push_str(",\"http_version\":");
-        push_json_str(&mut out, self.version);
+        push_json_str(out, self.version);
         out.push_str(",\"query\":");
         match self.query() {
-            Some(q) if redact => push_json_str(&mut out, &redact_query(q)),
-            Some(q) => push_json_str(&mut out, q),
+            Some(q) if redact => push_json_str(out, &redact_query(q)),
+            Some(q) => push_json_str(out, q),
             None => out.push_str("null"),
         }
         let mut int = itoa::Buffer::new();
@@ -290,25 +297,21 @@ impl AccessRecord {
         }
         if let Some(e) = self.upstream_error {
             out.push_str(",\"upstream_error\":");
-            push_json_str(&mut out, e);
+            push_json_str(out, e);
         }
         out.push_str(",\"user\":");
-        push_json_opt(&mut out, self.user.as_deref());
+        push_json_opt(out, self.user.as_deref());
         out.push_str(",\"route\":\"");
         out.push_str(self.route.as_str());
         out.push_str("\",\"side\":");
-        push_json_opt(&mut out, self.side().as_str());
+        push_json_opt(out, self.side().as_str());
         out.push_str(",\"cf_ray\":");
-        push_json_opt(&mut out, self.cf_ray.as_ref().map(Field::text).as_deref());
+        push_json_opt(out, self.cf_ray.as_ref().map(Field::text).as_deref());
         out.push_str(",\"user_agent\":");
-        push_json_opt(
-            &mut out,
-            self.user_agent.as_ref().map(Field::text).as_deref(),
-        );
+        push_json_opt(out, self.user_agent.as_ref().map(Field::text).as_deref());
         out.push_str(",\"referer\":");
-        push_json_opt(&mut out, self.referer.as_ref().map(Field::text).as_deref());
+        push_json_opt(out, self.referer.as_ref().map(Field::text).as_deref());
         out.push('}');
-        out
     }
 
     /// Apache/nginx "combined", real client IP first, so goaccess and fail2ban filters work:
@@ -524,7 +527,7 @@ impl AccessLog {
     }
 
     /// Queues a line; never blocks on I/O. Past 8 MiB of backlog the line is dropped and counted.
-    pub fn write(&self, line: String) {
+    pub fn write(&self, line: &str) {
         let mut p = self.inner.pending.lock().unwrap_or_else(|e| e.into_inner());
         if p.buf.len() + line.len() >= MAX_PENDING {
             drop(p);

@@ -123,9 +123,10 @@ pub async fn forward(
             respond::unrequested_switch()
         }
         Ok(mut resp) => {
-            record.upstream = Some(sent.elapsed());
+            let took = sent.elapsed();
+            record.upstream = Some(took);
             record.upstream_status = Some(resp.status().as_u16());
-            f.shared.metrics.observe_upstream(sent.elapsed());
+            f.shared.metrics.observe_upstream(took);
             if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                 let backend_side = hyper::upgrade::on(&mut resp);
                 if f.conn.tls.is_none() {

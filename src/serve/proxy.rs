@@ -315,10 +315,18 @@ fn finish(
         return;
     }
     let log = &runtime.config.log;
-    let line = match log.access {
-        Format::Off => return,
-        Format::Json => r.to_json(log.redact_query),
-        Format::Combined => r.to_combined(log.redact_query),
-    };
-    shared.access_log.write(line);
+    match log.access {
+        Format::Off => {}
+        Format::Json => LINE.with_borrow_mut(|line| {
+            line.clear();
+            r.push_json(line, log.redact_query);
+            shared.access_log.write(line);
+        }),
+        Format::Combined => shared.access_log.write(&r.to_combined(log.redact_query)),
+    }
+}
+
+thread_local! {
+    /// The JSON access line being built, reused by every request on this thread.
+    static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
