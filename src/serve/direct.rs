@@ -129,33 +129,47 @@ pub fn eligible<B: Body>(req: &Request<B>) -> bool {
 }
 
 /// The exchange's settings.
-pub struct Target<'a> {
+pub struct Target {
     pub addr: SocketAddr,
-    /// `Host` for a request without one (hyper-util sets it from the URI the same way).
-    pub authority: &'a str,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
     pub limits: PoolLimits,
 }
 
+/// A bodiless request as bytes, ready for `send` (prepared before any await, so the request
+/// itself is not part of the exchange's future).
+pub struct Prepared {
+    head: BytesMut,
+    head_request: bool,
+}
+
+impl Prepared {
+    pub fn new<B>(req: &Request<B>, authority: &str) -> Prepared {
+        let mut head = BytesMut::with_capacity(1024);
+        write_request_head(&mut head, req, authority);
+        Prepared {
+            head,
+            head_request: req.method() == Method::HEAD,
+        }
+    }
+}
+
 /// Sends a bodiless request and reads the response head; the body is read by the returned
 /// `DirectBody` as it is polled.
-pub async fn send<B>(
+pub async fn send(
     pool: &Arc<Pool>,
-    target: Target<'_>,
-    req: Request<B>,
+    target: Target,
+    prepared: Prepared,
 ) -> Result<Response<DirectBody>, Failure> {
-    let head_request = req.method() == Method::HEAD;
-    let mut head = BytesMut::with_capacity(1024);
-    write_request_head(&mut head, &req, target.authority);
-    drop(req);
+    let Prepared { head, head_request } = prepared;
     // A pooled connection the backend closed meanwhile fails before any response byte: the
     // request (GET or HEAD, idempotent) is sent once more on a new connection, as hyper-util
     // retries it.
     for attempt in 0..2 {
         let (stream, pooled) = match pool.take(target.addr, target.limits) {
             Some(s) if attempt == 0 => (s, true),
-            _ => (connect(&target).await?, false),
+            // Boxed: a new connection is the rare case; its future would enlarge every exchange's.
+            _ => (Box::pin(connect(&target)).await?, false),
         };
         let exchange = exchange(stream, &head, head_request);
         match tokio::time::timeout(target.response_timeout, exchange).await {
@@ -187,7 +201,7 @@ pub async fn send<B>(
     ))
 }
 
-async fn connect(target: &Target<'_>) -> Result<TcpStream, Failure> {
+async fn connect(target: &Target) -> Result<TcpStream, Failure> {
     match tokio::time::timeout(target.connect_timeout, TcpStream::connect(target.addr)).await {
         Err(_) => Err(Failure::ConnectTimeout),
         Ok(Err(e)) => Err(Failure::Connect(e)),

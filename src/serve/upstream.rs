@@ -225,30 +225,42 @@ impl Upstream {
 
     /// Sends the (already rewritten) request to the backend and waits for the response head.
     /// Bodies stream both ways; dropping the returned future or body cancels the backend request.
-    pub async fn send(
-        &self,
+    ///
+    /// Not an `async fn`: the request is turned into what the exchange needs (its head as bytes
+    /// for the direct exchange, a boxed future for the pooled client) before the future is built,
+    /// so the future does not carry the request as well — it is moved whole when a request task
+    /// is spawned (hyper's HTTP/2 streams), and measured at 3.5 KB that was a memcpy per request.
+    pub fn send<'a>(
+        &'a self,
         choice: UpstreamChoice,
         req: Request<ForwardBody>,
-        body: &BodyState,
-    ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        // The backend's name is formatted only when something failed.
-        let backend = || self.describe(choice);
-        if let (Some((addr, authority)), true) = (self.direct(choice), direct::eligible(&req)) {
-            let target = direct::Target {
-                addr: *addr,
-                authority,
-                connect_timeout: self.connect_timeout,
-                response_timeout: self.response_timeout,
-                limits: self.pool_limits(),
-            };
-            return match direct::send(&self.pool, target, req).await {
-                Ok(resp) => Ok(resp.map(UpstreamBody::Direct)),
-                Err(failure) => Err(self.direct_failure(failure, backend())),
-            };
+        body: &'a BodyState,
+    ) -> impl std::future::Future<Output = Result<Response<UpstreamBody>, UpstreamError>> + Send + 'a
+    {
+        let route = match (self.direct(choice), direct::eligible(&req)) {
+            (Some((addr, authority)), true) => Leg::Direct(
+                direct::Target {
+                    addr: *addr,
+                    connect_timeout: self.connect_timeout,
+                    response_timeout: self.response_timeout,
+                    limits: self.pool_limits(),
+                },
+                direct::Prepared::new(&req, authority),
+            ),
+            _ => Leg::Pooled(Box::pin(self.send_pooled(choice, req, body))),
+        };
+        async move {
+            match route {
+                Leg::Direct(target, prepared) => {
+                    match direct::send(&self.pool, target, prepared).await {
+                        Ok(resp) => Ok(resp.map(UpstreamBody::Direct)),
+                        // The backend's name is formatted only when something failed.
+                        Err(failure) => Err(self.direct_failure(failure, self.describe(choice))),
+                    }
+                }
+                Leg::Pooled(exchange) => exchange.await.map(|resp| resp.map(UpstreamBody::Pooled)),
+            }
         }
-        self.send_pooled(choice, req, body)
-            .await
-            .map(|resp| resp.map(UpstreamBody::Pooled))
     }
 
     fn direct_failure(&self, failure: direct::Failure, backend: String) -> UpstreamError {
@@ -532,4 +544,18 @@ impl ServerCertVerifier for NoVerify {
             .signature_verification_algorithms
             .supported_schemes()
     }
+}
+
+/// How `Upstream::send` reaches the backend for one request.
+enum Leg<'a> {
+    Direct(direct::Target, direct::Prepared),
+    Pooled(
+        std::pin::Pin<
+            Box<
+                dyn std::future::Future<Output = Result<Response<Incoming>, UpstreamError>>
+                    + Send
+                    + 'a,
+            >,
+        >,
+    ),
 }
