@@ -35,7 +35,9 @@ pub async fn handle(
 ) -> Result<Response<LoggedBody>, Infallible> {
     let start = Instant::now();
     let (parts, body) = req.into_parts();
-    Ok(respond_to(shared, conn, activity, parts, Some(body), start).await)
+    // Boxed: hyper spawns each HTTP/2 stream's future as a task and moves it there by value
+    // (several copies of the whole future); boxed, what moves is a pointer.
+    Ok(Box::pin(respond_to(shared, conn, activity, parts, Some(body), start)).await)
 }
 
 /// Answers one request head (and its body, when it has one): hyper's service above, and the
