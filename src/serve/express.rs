@@ -67,6 +67,10 @@ pub struct Lane<'a> {
 /// hyper session or the first park left unread).
 pub async fn serve(stream: &mut TcpStream, leftover: Bytes, lane: Lane<'_>) -> Handoff {
     let mut buf = BytesMut::new();
+    // One linger timer for the connection's life, moved forward before each wait: tokio extends
+    // a registered timer's deadline with one atomic update, where a timer per wait costs an
+    // insert into and a removal from the timer wheel.
+    let mut linger = std::pin::pin!(tokio::time::sleep(LINGER));
     if !leftover.is_empty() {
         buf.reserve(HEAD_BUFFER.max(leftover.len()));
         buf.extend_from_slice(&leftover);
@@ -80,8 +84,13 @@ pub async fn serve(stream: &mut TcpStream, leftover: Bytes, lane: Lane<'_>) -> H
             // overload shedding finds it, until the next request's bytes or the keep-alive limit.
             buf = BytesMut::new();
             let idle = lane.shared.runtime.load().config.limits.header_read_timeout;
-            let deadline = tokio::time::Instant::now() + idle;
-            if !read_some(stream, &mut buf, deadline, lane.activity, lane.stop).await {
+            let now = tokio::time::Instant::now();
+            let wait = Wait {
+                deadline: now + idle,
+                linger_until: now + LINGER,
+                linger: linger.as_mut(),
+            };
+            if !read_some(stream, &mut buf, wait, lane.activity, lane.stop).await {
                 return Handoff::Done;
             }
         }
@@ -123,15 +132,28 @@ pub async fn serve(stream: &mut TcpStream, leftover: Bytes, lane: Lane<'_>) -> H
     }
 }
 
+/// How long `read_some` waits: the connection's idle limit, and until when it lingers (on the
+/// connection's own timer) before it parks.
+struct Wait<'a> {
+    deadline: tokio::time::Instant,
+    linger_until: tokio::time::Instant,
+    linger: Pin<&'a mut tokio::time::Sleep>,
+}
+
 /// Reads what is there (waiting, parked, when nothing is): false when the connection should
 /// close (closed by the client, an error, idle past `deadline`, shed, shutting down).
 async fn read_some(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
-    deadline: tokio::time::Instant,
+    wait: Wait<'_>,
     activity: &Arc<ConnActivity>,
     stop: &mut watch::Receiver<bool>,
 ) -> bool {
+    let Wait {
+        deadline,
+        linger_until,
+        mut linger,
+    } = wait;
     let mut lingered = false;
     // Bounded: each round after the first needs a readiness event, and the deadline ends the
     // wait.
@@ -156,11 +178,14 @@ async fn read_some(
             // that long with a timer only, and park (where shedding and shutdown reach it)
             // after LINGER of real idleness, as hyper sessions do (`park::PARK_AFTER`).
             lingered = true;
-            let until = deadline.min(tokio::time::Instant::now() + LINGER);
-            match tokio::time::timeout_at(until, stream.readable()).await {
-                Ok(Ok(())) => continue,
-                Ok(Err(_)) => return false,
-                Err(_) => {}
+            linger.as_mut().reset(deadline.min(linger_until));
+            tokio::select! {
+                biased;
+                ready = stream.readable() => match ready {
+                    Ok(()) => continue,
+                    Err(_) => return false,
+                },
+                () = linger.as_mut() => {}
             }
         }
         if let park::Wake::Close(_) = park::park_readable(stream, activity, deadline, stop).await {
