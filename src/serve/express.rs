@@ -107,8 +107,10 @@ pub async fn serve(stream: &mut TcpStream, leftover: Bytes, lane: Lane<'_>) -> H
             return Handoff::Hyper(rest.freeze());
         };
         let head_request = req.method == Method::HEAD;
-        // Pinned in this connection's future (boxed once per connection), not boxed per request.
-        let answer = std::pin::pin!(proxy::respond_to(
+        // Boxed per request, not pinned in the connection's future: that future lives as long as
+        // the connection, and an idle keep-alive connection would carry the request's ~3.5 KB
+        // state while it waits (measured: 4.97 → 8.44 KiB per idle connection).
+        let answer = Box::pin(proxy::respond_to(
             lane.shared.clone(),
             lane.conn.clone(),
             lane.activity.clone(),
