@@ -514,10 +514,39 @@ mod tests {
     }
 
     #[test]
+    fn hop_by_hop_names_go_without_a_connection_header_too() {
+        // The one-pass scan must find every fixed name (repeated, mixed case on the wire, any
+        // position), not only when `Connection` is there to send the head down the slow path.
+        for name in HOP_BY_HOP.into_iter().chain([UPGRADE]) {
+            let mut h = HeaderMap::new();
+            h.insert("x-before", HeaderValue::from_static("1"));
+            h.append(name.clone(), HeaderValue::from_static("a"));
+            h.append(name.clone(), HeaderValue::from_static("b"));
+            h.insert("x-after", HeaderValue::from_static("1"));
+            assert_eq!(strip_hop_by_hop(&mut h), None, "{name}");
+            assert!(!h.contains_key(&name), "{name} survived");
+            assert_eq!(h.len(), 2, "{name}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert(
+            HeaderName::from_bytes(b"Proxy-Connection").unwrap(),
+            HeaderValue::from_static("keep-alive"),
+        );
+        h.insert(
+            HeaderName::from_bytes(b"HTTP2-Settings").unwrap(),
+            HeaderValue::from_static("AAMAAABkAAQAAP__"),
+        );
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        assert_eq!(strip_hop_by_hop(&mut h), None);
+        assert_eq!(h.len(), 1);
+    }
+
+    #[test]
     fn upgrade_is_returned_only_when_connection_asks_for_it() {
         let mut h = HeaderMap::new();
         h.insert(UPGRADE, HeaderValue::from_static("websocket"));
         assert_eq!(strip_hop_by_hop(&mut h), None);
+        assert!(h.is_empty());
         let mut h = HeaderMap::new();
         h.insert(UPGRADE, HeaderValue::from_static("websocket"));
         h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
