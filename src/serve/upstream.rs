@@ -237,7 +237,7 @@ impl Upstream {
         body: &'a BodyState,
     ) -> impl std::future::Future<Output = Result<Response<UpstreamBody>, UpstreamError>> + Send + 'a
     {
-        let route = match (self.direct(choice), direct::eligible(&req)) {
+        let leg = match (self.direct(choice), direct::eligible(&req)) {
             (Some((addr, authority)), true) => Leg::Direct(
                 direct::Target {
                     addr: *addr,
@@ -250,7 +250,7 @@ impl Upstream {
             _ => Leg::Pooled(Box::pin(self.send_pooled(choice, req, body))),
         };
         async move {
-            match route {
+            match leg {
                 Leg::Direct(target, prepared) => {
                     match direct::send(&self.pool, target, prepared).await {
                         Ok(resp) => Ok(resp.map(UpstreamBody::Direct)),
