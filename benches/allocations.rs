@@ -24,7 +24,7 @@ fn main() {
     });
     let mut head = cloudflare_request();
     let d = pipeline::decide(&cfg, &conn, &mut head);
-    // The server builds the JSON line in a buffer reused per thread (`proxy::finish`): warmed
+    // The server builds either line in a buffer reused per thread (`proxy::finish`): warmed
     // once here, as it is after a worker's first request.
     let mut line = String::new();
     record(&conn, &head, &d).push_json(&mut line, false);
@@ -34,7 +34,9 @@ fn main() {
         black_box(&line);
     });
     let combined = allocation_counter::measure(|| {
-        black_box(record(&conn, &head, &d).to_combined(false));
+        line.clear();
+        record(&conn, &head, &d).push_combined(&mut line, false);
+        black_box(&line);
     });
     println!("allocations per request (count, bytes):");
     println!(

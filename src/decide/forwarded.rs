@@ -308,9 +308,8 @@ pub fn join_cookies(headers: &mut HeaderMap) {
 /// Returns the `Upgrade` value when `Connection` asked for an upgrade, so the caller can re-add
 /// exactly that pair when it forwards a WebSocket handshake.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
-    // Nearly every request has none: one pass over its few names is cheaper than a lookup per
-    // hop-by-hop name.
-    // Which of them are present, in one pass (a response usually carries `Connection` alone).
+    // Which of them are present, in one pass over the head's few names (cheaper than a lookup
+    // per hop-by-hop name); a request usually has none, a response `Connection` alone.
     let mut present = [false; HOP_COUNT];
     let (mut connection, mut upgrade) = (false, false);
     for n in headers.keys() {
@@ -361,9 +360,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
     upgrade.filter(|_| upgrade_requested)
 }
 
+const HOP_COUNT: usize = 9;
 /// The hop-by-hop names removed whether or not `Connection` names them (with `Connection` and
 /// `Upgrade` themselves).
-const HOP_COUNT: usize = 9;
 const HOP_BY_HOP: [HeaderName; HOP_COUNT] = [
     KEEP_ALIVE,
     TE,

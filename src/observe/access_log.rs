@@ -317,15 +317,22 @@ impl AccessRecord {
     /// Apache/nginx "combined", real client IP first, so goaccess and fail2ban filters work:
     /// `ip - user [24/Nov/2026:06:03:53 +0000] "GET /path?q HTTP/1.1" 200 1234 "referer" "agent"`.
     pub fn to_combined(&self, redact: bool) -> String {
+        let mut out = String::new();
+        self.push_combined(&mut out, redact);
+        out
+    }
+
+    /// The combined line appended to `out` (the request path reuses one buffer per thread).
+    pub fn push_combined(&self, out: &mut String, redact: bool) {
         const MONTHS: [&str; 12] = [
             "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
         ];
         let t = time::OffsetDateTime::from(self.ts);
-        let mut out =
-            String::with_capacity(256 + self.path().len() + self.query().map_or(0, str::len));
-        let _ = write!(out, "{} - ", self.client_ip);
+        out.reserve(256 + self.path().len() + self.query().map_or(0, str::len));
+        out.push_str(IpText::new(self.client_ip).as_str());
+        out.push_str(" - ");
         match &self.user {
-            Some(u) => push_quote_free(&mut out, u),
+            Some(u) => push_quote_free(out, u),
             None => out.push('-'),
         }
         let _ = write!(
@@ -338,15 +345,15 @@ impl AccessRecord {
             t.minute(),
             t.second(),
         );
-        push_quote_free(&mut out, self.method.as_str());
+        push_quote_free(out, self.method.as_str());
         out.push(' ');
-        push_quote_free(&mut out, self.path());
+        push_quote_free(out, self.path());
         if let Some(q) = self.query() {
             out.push('?');
             if redact {
-                push_quote_free(&mut out, &redact_query(q));
+                push_quote_free(out, &redact_query(q));
             } else {
-                push_quote_free(&mut out, q);
+                push_quote_free(out, q);
             }
         }
         let _ = write!(out, " {}\" {} ", self.version, self.status);
@@ -358,12 +365,11 @@ impl AccessRecord {
         for field in [&self.referer, &self.user_agent] {
             out.push_str(" \"");
             match field {
-                Some(v) => push_quote_free(&mut out, &v.text()),
+                Some(v) => push_quote_free(out, &v.text()),
                 None => out.push('-'),
             }
             out.push('"');
         }
-        out
     }
 }
 

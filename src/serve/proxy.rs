@@ -317,18 +317,19 @@ fn finish(
         return;
     }
     let log = &runtime.config.log;
-    match log.access {
-        Format::Off => {}
-        Format::Json => LINE.with_borrow_mut(|line| {
-            line.clear();
-            r.push_json(line, log.redact_query);
-            shared.access_log.write(line);
-        }),
-        Format::Combined => shared.access_log.write(&r.to_combined(log.redact_query)),
-    }
+    let push: fn(&AccessRecord, &mut String, bool) = match log.access {
+        Format::Off => return,
+        Format::Json => AccessRecord::push_json,
+        Format::Combined => AccessRecord::push_combined,
+    };
+    LINE.with_borrow_mut(|line| {
+        line.clear();
+        push(&r, line, log.redact_query);
+        shared.access_log.write(line);
+    });
 }
 
 thread_local! {
-    /// The JSON access line being built, reused by every request on this thread.
+    /// The access line being built, reused by every request on this thread.
     static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
